@@ -1,0 +1,14 @@
+"""reprlab's analysis kernel: torch only, no UI imports.
+
+>>> from toolkit import Session
+>>> s = Session.tiny(seed=0)
+>>> s.activations(["hello world"], layers=[0, 4]).values.shape
+torch.Size([2, 1, 64])
+"""
+
+from . import datasets
+from .activations import Activations
+from .loading import ModelLoadError
+from .session import Session, SessionInfo
+
+__all__ = ["Activations", "ModelLoadError", "Session", "SessionInfo", "datasets"]

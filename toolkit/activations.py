@@ -1,0 +1,282 @@
+"""Activations: hidden states of many texts at many layers, and the batched extractor.
+
+>>> acts = session.activations(["I loved it", "I hated it"], layers=[0, 6, 12])  # doctest: +SKIP
+>>> acts.values.shape          # [layers, texts, width]
+torch.Size([3, 2, 576])
+>>> acts.layer(12).shape       # rows for hidden state 12
+torch.Size([2, 576])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .hooks import StopForward, attached
+
+Position = str | int
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Activations:
+    """Hidden states ``values[l, i]`` of text ``i`` at hidden state ``layers[l]``.
+
+    ``tokens[i]`` is the token row ``i`` was read at and ``positions[i]`` its index in the
+    text's token sequence (``-1`` for ``at="mean"``).
+    """
+
+    values: torch.Tensor
+    layers: tuple[int, ...]
+    texts: tuple[str, ...]
+    tokens: tuple[str, ...]
+    positions: tuple[int, ...]
+    at: Position | tuple[Position, ...]
+    model: str = ""
+
+    def __post_init__(self):
+        L, N = self.values.shape[:2]
+        if L != len(self.layers) or N != len(self.texts):
+            raise ValueError(
+                f"values of shape {tuple(self.values.shape)} do not match "
+                f"{len(self.layers)} layers and {len(self.texts)} texts"
+            )
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def layer(self, layer: int) -> torch.Tensor:
+        """Rows ``[n_texts, width]`` for hidden state ``layer``."""
+        try:
+            return self.values[self.layers.index(layer)]
+        except ValueError:
+            raise KeyError(
+                f"layer {layer} was not extracted; available: {list(self.layers)}"
+            ) from None
+
+    def select(self, layers: Sequence[int] | None = None, rows=None) -> Activations:
+        """A view on some layers and/or rows (an index list, slice or boolean mask)."""
+        layer_list = tuple(self.layers if layers is None else layers)
+        idx = [self.layers.index(layer) for layer in layer_list if layer in self.layers]
+        if len(idx) != len(layer_list):
+            missing = sorted(set(layer_list) - set(self.layers))
+            raise KeyError(f"layers {missing} were not extracted; available: {list(self.layers)}")
+        values = self.values[idx]
+        keep = list(range(len(self.texts)))
+        if rows is not None:
+            keep = np.arange(len(self.texts))[_as_index(rows)].tolist()
+            values = values[:, keep]
+        return Activations(
+            values=values,
+            layers=layer_list,
+            texts=tuple(self.texts[i] for i in keep),
+            tokens=tuple(self.tokens[i] for i in keep),
+            positions=tuple(self.positions[i] for i in keep),
+            at=self.at,
+            model=self.model,
+        )
+
+    def numpy(self) -> np.ndarray:
+        return self.values.detach().cpu().numpy()
+
+    def __repr__(self) -> str:
+        layers = _compact_range(self.layers)
+        return (
+            f"Activations({len(self.layers)} layers [{layers}] x {len(self.texts)} texts "
+            f"x {self.width} dims, at={self.at!r}, model={self.model!r})"
+        )
+
+
+def _as_index(rows):
+    if isinstance(rows, torch.Tensor):
+        rows = rows.cpu().numpy()
+    return rows if isinstance(rows, slice) else np.asarray(rows)
+
+
+def _compact_range(layers: Sequence[int]) -> str:
+    if len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return ", ".join(map(str, layers))
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    ids: list[int]
+    read_at: int          # index of the token to read, or -1 for the mean
+    mean_mask: list[bool]  # tokens averaged for at="mean" (non-special tokens)
+    token: str
+
+
+def validate_texts(texts) -> list[str]:
+    """Check ``texts`` is a non-empty list of non-empty strings; return it as a list."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}") from None
+    if not texts:
+        raise ValueError("texts is empty: pass at least one text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.60}")
+        if not text.strip():
+            raise ValueError(f"texts[{i}] is empty or blank; every text needs at least one token")
+    return texts
+
+
+def position_key(at: Position | Sequence[Position], n_texts: int) -> Position | tuple:
+    """Validate a position spec: "last", "mean", an int token index, a word to find, or a
+    list/tuple with one of those per text. Returns a hashable spec."""
+    if isinstance(at, (list, tuple)):
+        if len(at) != n_texts:
+            raise ValueError(f"at has {len(at)} positions but there are {n_texts} texts")
+        return tuple(position_key(a, 1) for a in at)
+    if isinstance(at, bool) or not isinstance(at, (str, int)):
+        raise TypeError(f"at must be 'last', 'mean', an int, a word or a list of these, got {at!r}")
+    if isinstance(at, str) and not at:
+        raise ValueError("at='' is empty: use 'last', 'mean', a token index, or a word")
+    return at
+
+
+def encode(tokenizer, text: str, at: Position) -> _Encoded:
+    """Tokenize one text and locate the token to read."""
+    enc = tokenizer(
+        text, return_special_tokens_mask=True, return_offsets_mapping=_is_fast(tokenizer)
+    )
+    ids = list(enc["input_ids"])
+    special = list(enc.get("special_tokens_mask") or [0] * len(ids))
+    mean_mask = [not s for s in special]
+    if not any(mean_mask):
+        mean_mask = [True] * len(ids)
+    if at == "mean":
+        return _Encoded(ids, -1, mean_mask, "<mean>")
+    if at == "last":
+        index = len(ids) - 1
+    elif isinstance(at, int):
+        if not -len(ids) <= at < len(ids):
+            raise IndexError(
+                f"token index {at} is out of range for text {text!r:.80} with {len(ids)} tokens"
+            )
+        index = at % len(ids)
+    else:
+        index = _word_token_index(tokenizer, text, at, enc, ids)
+    return _Encoded(ids, index, mean_mask, tokenizer.decode([ids[index]]))
+
+
+def _is_fast(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "is_fast", False))
+
+
+def _word_token_index(tokenizer, text: str, word: str, enc, ids) -> int:
+    """Index of the last token of the last occurrence of ``word`` in ``text``."""
+    start = text.rfind(word)
+    if start < 0:
+        raise ValueError(f"word {word!r} not found in text {text!r:.120}")
+    last_char = start + len(word) - 1
+    offsets = enc.get("offset_mapping") if _is_fast(tokenizer) else None
+    if offsets:
+        for i, (a, b) in enumerate(offsets):
+            if a <= last_char < b:
+                return i
+    # Slow tokenizer (or odd offsets): count the tokens of the prefix ending with the word.
+    prefix = tokenizer(text[: last_char + 1])["input_ids"]
+    return min(len(prefix), len(ids)) - 1
+
+
+def extract(
+    model: torch.nn.Module,
+    parts,
+    tokenizer,
+    texts: list[str],
+    layers: tuple[int, ...],
+    at: Position,
+    *,
+    batch_size: int,
+    pad_id: int,
+    progress: ProgressFn | None = None,
+) -> tuple[torch.Tensor, list[_Encoded]]:
+    """Run the model in left-padded batches and read ``layers`` at ``at``.
+
+    Returns float32 values ``[len(layers), len(texts), width]`` on the model's device.
+    Batches are formed from texts of similar length to keep padding small. The forward stops
+    at the deepest requested layer, so later blocks and the LM head never run.
+    """
+    per_text = at if isinstance(at, tuple) else [at] * len(texts)
+    encoded = [encode(tokenizer, t, a) for t, a in zip(texts, per_text, strict=True)]
+    device = next(model.parameters()).device
+    width = parts.unembedding.shape[-1]
+    out = torch.empty(len(layers), len(texts), width, dtype=torch.float32, device=device)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for done, batch in enumerate(batches, 1):
+        ids, mask, pos = _left_pad([encoded[i].ids for i in batch], pad_id, device)
+        captured = _run_until(model, parts, layers, ids, mask, pos)
+        stacked = torch.stack([captured[layer] for layer in layers]).float()  # [L, b, T, D]
+        out[:, batch] = _select_positions(stacked, [encoded[i] for i in batch])
+        if progress is not None:
+            progress(done, len(batches))
+    return out, encoded
+
+
+def _run_until(model, parts, layers, ids, mask, pos) -> dict[int, torch.Tensor]:
+    """One forward pass that records ``layers`` and stops right after the deepest one."""
+    captured: dict[int, torch.Tensor] = {}
+    deepest = max(layers)
+
+    def reader(layer):
+        def read(hidden):
+            captured[layer] = hidden
+            if layer == deepest:
+                raise StopForward
+
+        return read
+
+    with attached(parts, reads={layer: reader(layer) for layer in layers}):
+        try:
+            model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        except StopForward:
+            pass
+    return captured
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device):
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, T - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[row, T - len(s) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def _select_positions(hidden: torch.Tensor, encoded: list[_Encoded]) -> torch.Tensor:
+    """Read each row at its position (or mean) from left-padded hidden states ``[L, b, T, D]``."""
+    T = hidden.shape[2]
+    if all(e.read_at >= 0 for e in encoded):
+        cols = torch.tensor([T - len(e.ids) + e.read_at for e in encoded], device=hidden.device)
+        rows = torch.arange(len(encoded), device=hidden.device)
+        return hidden[:, rows, cols]
+    weights = torch.zeros(len(encoded), T, device=hidden.device)
+    for row, e in enumerate(encoded):
+        start = T - len(e.ids)
+        if e.read_at >= 0:
+            weights[row, start + e.read_at] = 1.0
+        else:  # mean over the text's non-special real tokens
+            m = torch.tensor(e.mean_mask, dtype=torch.float32, device=hidden.device)
+            weights[row, start:] = m / m.sum()
+    # torch.where, not a product: padded positions may hold NaN and 0 * NaN is NaN.
+    hidden = torch.where(weights[None, :, :, None] > 0, hidden, 0.0)
+    return torch.einsum("lbtd,bt->lbd", hidden, weights)

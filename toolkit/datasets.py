@@ -1,0 +1,88 @@
+"""Built-in concept data: labelled texts, cyclic item sets and counterfactual word pairs.
+
+>>> from toolkit import datasets
+>>> datasets.names()
+['days', 'months', 'pairs', 'sentiment', 'truth']
+>>> data = datasets.load("sentiment")
+>>> len(data.texts) == len(data.labels)
+True
+>>> datasets.load("pairs")["male_female"].pairs[0]
+('king', 'queen')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Texts with one label each (e.g. positive/negative)."""
+
+    name: str
+    description: str
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.labels))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """Items in cyclic order (days, months), each placed in several carrier templates."""
+
+    name: str
+    description: str
+    items: tuple[str, ...]
+    templates: tuple[str, ...]
+
+    def examples(self) -> list[tuple[str, str]]:
+        """``(text, item)`` for every template and item, item-major order."""
+        return [(t.format(item), item) for item in self.items for t in self.templates]
+
+
+@dataclass(frozen=True)
+class ConceptPairs:
+    """Counterfactual word pairs that differ in one concept (e.g. male -> female)."""
+
+    name: str
+    description: str
+    pairs: tuple[tuple[str, str], ...]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+Dataset = LabelledTexts | Cycle | dict[str, ConceptPairs]
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`load`."""
+    files = resources.files("toolkit") / "data"
+    return sorted(p.name[: -len(".json")] for p in files.iterdir() if p.name.endswith(".json"))
+
+
+def load(name: str) -> Dataset:
+    """Load a built-in dataset by name; see :func:`names`."""
+    available = names()
+    if name not in available:
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(available)}")
+    raw = json.loads((resources.files("toolkit") / "data" / f"{name}.json").read_text("utf-8"))
+    kind = raw["kind"]
+    if kind == "labelled":
+        return LabelledTexts(name, raw["description"], tuple(raw["texts"]), tuple(raw["labels"]))
+    if kind == "cycle":
+        return Cycle(name, raw["description"], tuple(raw["items"]), tuple(raw["templates"]))
+    if kind == "pairs":
+        return {
+            concept: ConceptPairs(concept, c["description"], tuple(tuple(p) for p in c["pairs"]))
+            for concept, c in raw["concepts"].items()
+        }
+    raise ValueError(f"dataset file {name}.json has unknown kind {kind!r}")

@@ -1,0 +1,317 @@
+"""Session: one live model + tokenizer + device that every kernel call and widget shares.
+
+>>> s = Session.load()                  # embedded SmolLM2-135M-Instruct, offline  # doctest: +SKIP
+>>> acts = s.activations(["Monday is here"], at="Monday")                         # doctest: +SKIP
+>>> s.generate("The capital of France is", max_new_tokens=5)                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from . import hooks as _hooks
+from .activations import Activations, Position, ProgressFn, extract, position_key, validate_texts
+from .architecture import find_parts
+from .loading import load_model
+from .tiny import build_tiny
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a session runs: shown by ``repr(session)`` and the widgets' headers."""
+
+    name: str
+    blocks: int
+    width: int
+    vocab: int
+    params: int
+    device: str
+    dtype: str
+
+    @property
+    def hidden_states(self) -> int:
+        """Number of hidden states (embeddings + one per block)."""
+        return self.blocks + 1
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: {self.blocks} blocks (hidden states 0..{self.blocks}), width "
+            f"{self.width}, vocab {self.vocab}, {self.params / 1e6:.1f}M params, "
+            f"{self.device} {self.dtype}"
+        )
+
+
+class Session:
+    """A loaded causal LM with layer discovery, hooks, generation and cached activations.
+
+    Build one with :meth:`load` (embedded model, HF id, folder or .gguf) or :meth:`tiny`
+    (random model for tests), or wrap an existing transformers model with the constructor.
+    """
+
+    cache_limit_bytes = 2 << 30  # in-memory activation cache budget
+
+    def __init__(self, model, tokenizer, name: str = "model", device: str | None = None):
+        device = device or _default_device()
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.parts = find_parts(self.model)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self.lock = threading.RLock()  # one forward pass at a time on this model
+        self.fingerprint = _fingerprint(self.model, name)
+        self._cache: OrderedDict[tuple, Activations] = OrderedDict()
+        self.cache_hits = 0
+        self.model_calls = 0
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        spec: str | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        trust_remote_code: bool = False,
+    ) -> Session:
+        """Load the embedded model (``spec=None``), a HF id, a local folder or a .gguf file.
+
+        The embedded GGUF is converted once into a safetensors cache (``$REPRLAB_CACHE`` or the
+        user cache folder); later loads take a few seconds.
+        """
+        model, tokenizer, name = load_model(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, name=name, device=device)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, arch: str = "llama", device: str | None = "cpu") -> Session:
+        """A tiny random model (4 blocks, width 64, byte tokenizer) built in memory, for tests."""
+        model, tokenizer = build_tiny(arch, seed=seed)
+        return cls(model, tokenizer, name=f"tiny-{arch}-seed{seed}", device=device)
+
+    # -- description --------------------------------------------------------------------------
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.parts.blocks)
+
+    @property
+    def layers(self) -> list[int]:
+        """Valid hidden-state indices: 0 (embeddings) .. n_blocks (after the final norm)."""
+        return list(range(self.n_blocks + 1))
+
+    @property
+    def width(self) -> int:
+        return self.parts.unembedding.shape[-1]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def info(self) -> SessionInfo:
+        p = next(self.model.parameters())
+        return SessionInfo(
+            name=self.name,
+            blocks=self.n_blocks,
+            width=self.width,
+            vocab=self.parts.unembedding.shape[0],
+            params=sum(q.numel() for q in self.model.parameters()),
+            device=str(p.device),
+            dtype=str(p.dtype).replace("torch.", ""),
+        )
+
+    def __repr__(self) -> str:
+        return f"Session({self.info})"
+
+    # -- layers and hooks ---------------------------------------------------------------------
+
+    def check_layers(self, layers: int | Sequence[int] | None) -> tuple[int, ...]:
+        """Normalise a layer spec (None = all, negative counts from the end) to sorted indices."""
+        if layers is None:
+            return tuple(self.layers)
+        if isinstance(layers, int):
+            layers = [layers]
+        n = self.n_blocks
+        out = []
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, int):
+                raise TypeError(f"layers must be ints, got {layer!r}")
+            if not -(n + 1) <= layer <= n:
+                raise ValueError(
+                    f"layer {layer} out of range: this model has hidden states 0..{n} "
+                    f"(0 = embeddings, {n} = last block after the final norm)"
+                )
+            out.append(layer % (n + 1))
+        if not out:
+            raise ValueError("layers is empty: pass None for all layers or a list of indices")
+        return tuple(sorted(set(out)))
+
+    @contextmanager
+    def hooks(
+        self,
+        edits: Mapping[int, _hooks.EditFn] | None = None,
+        reads: Mapping[int, _hooks.ReadFn] | None = None,
+    ) -> Iterator[Session]:
+        """Temporarily attach hooks by hidden-state index; always removed on exit.
+
+        An edit ``fn(hidden) -> new | None`` changes the residual stream at that layer; a read
+        ``fn(hidden)`` sees the hidden state as ``output_hidden_states`` reports it.
+
+        >>> with s.hooks(edits={6: lambda h: h * 0}):   # doctest: +SKIP
+        ...     s.generate("Hello")
+        """
+        edits = {self.check_layers(k)[0]: v for k, v in (edits or {}).items()}
+        reads = {self.check_layers(k)[0]: v for k, v in (reads or {}).items()}
+        with self.lock, _hooks.attached(self.parts, edits=edits, reads=reads):
+            yield self
+
+    # -- activations --------------------------------------------------------------------------
+
+    def activations(
+        self,
+        texts: Sequence[str],
+        layers: int | Sequence[int] | None = None,
+        at: Position | Sequence[Position] = "last",
+        *,
+        batch_size: int = 32,
+        progress: bool | ProgressFn | None = None,
+        cache: bool = True,
+    ) -> Activations:
+        """Hidden states of ``texts`` at ``layers`` (None = all), read ``at`` a position.
+
+        ``at``: "last" (last real token), "mean" (mean over non-special tokens), an int token
+        index (negative allowed), a word/substring (the last token of its last occurrence), or
+        a list with one such position per text.
+        Repeated calls with the same texts, layers and position come from an in-memory cache.
+        ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
+        ``fn(done, total)`` receives batch counts.
+        """
+        texts = validate_texts(texts)
+        layers = self.check_layers(layers)
+        at = position_key(at, len(texts))
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        key = (self.fingerprint, tuple(texts), at)
+        if cache:
+            hit = self._cache_lookup(key, layers)
+            if hit is not None:
+                return hit
+        with self.lock:
+            values, encoded = self._extract(texts, layers, at, batch_size, progress)
+        acts = Activations(
+            values=values,
+            layers=layers,
+            texts=tuple(texts),
+            tokens=tuple(e.token for e in encoded),
+            positions=tuple(e.read_at for e in encoded),
+            at=at,
+            model=self.name,
+        )
+        if cache:
+            self._cache_store(key, acts)
+        return acts
+
+    def _extract(self, texts, layers, at, batch_size, progress):
+        n_batches = -(-len(texts) // batch_size)
+        bar = None
+        if callable(progress):
+            report = progress
+        else:
+            show = progress if progress is not None else n_batches > 1
+            bar = tqdm(total=n_batches, desc="activations", unit="batch", disable=not show)
+
+            def report(done, total):
+                bar.update(done - bar.n)
+
+        self.model_calls += 1
+        try:
+            return extract(
+                self.model, self.parts, self.tokenizer, texts, layers, at,
+                batch_size=batch_size, pad_id=self.tokenizer.pad_token_id, progress=report,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _cache_lookup(self, key, layers) -> Activations | None:
+        for (fp, texts, at, cached_layers), acts in self._cache.items():
+            if (fp, texts, at) == key and set(layers) <= set(cached_layers):
+                self._cache.move_to_end((fp, texts, at, cached_layers))
+                self.cache_hits += 1
+                return acts if cached_layers == layers else acts.select(layers)
+        return None
+
+    def _cache_store(self, key, acts: Activations) -> None:
+        self._cache[(*key, acts.layers)] = acts
+        while len(self._cache) > 1 and self.cache_bytes > self.cache_limit_bytes:
+            self._cache.popitem(last=False)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by cached activations."""
+        return sum(a.values.numel() * a.values.element_size() for a in self._cache.values())
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 40,
+        *,
+        seed: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> str:
+        """Continue ``prompt``; greedy when ``temperature == 0``, seeded sampling otherwise.
+
+        Returns only the new text. The global RNG state is left untouched.
+        """
+        validate_texts([prompt])
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        options = sampling if temperature > 0 else dict(do_sample=False)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with self.lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            out = self.model.generate(
+                **enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                **options,
+            )
+        new = out[0, enc["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _fingerprint(model: torch.nn.Module, name: str) -> str:
+    """Cheap identity of the weights: name, config, and samples of the first and last tensors."""
+    digest = hashlib.sha256(name.encode())
+    digest.update(model.config.to_json_string().encode())
+    params = list(model.parameters())
+    for p in (params[0], params[-1]):
+        flat = p.detach().reshape(-1)
+        digest.update(flat[:4096].float().cpu().numpy().tobytes())
+        digest.update(str(float(flat.float().sum())).encode())
+    return digest.hexdigest()[:16]
+
+
+__all__ = ["Session", "SessionInfo"]
