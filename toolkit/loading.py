@@ -84,7 +84,7 @@ def load_model(
                 f"{spec!r} is a folder but has no config.json: pass a folder written by "
                 "save_pretrained, a Hugging Face id, or a .gguf file"
             )
-        model, tok = _load_pretrained(str(path), dtype, trust_remote_code)
+        model, tok = _load_pretrained(str(path), dtype, trust_remote_code, local=True)
         return model, tok, path.name
     if _looks_like_path(spec):
         raise ModelLoadError(
@@ -100,14 +100,12 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
 
 
-def _load_pretrained(source: str, dtype, trust_remote_code: bool):
+def _load_pretrained(source: str, dtype, trust_remote_code: bool, local: bool = False):
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=local)
     try:
-        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(source, **options)
         model = AutoModelForCausalLM.from_pretrained(
-            source,
-            dtype=dtype or torch.float32,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
+            source, dtype=dtype or torch.float32, use_safetensors=True, **options
         )
     except Exception as err:  # transformers raises many kinds; name the spec and the cause
         hint = ""
@@ -123,11 +121,12 @@ def _load_gguf(path: Path, *, dtype, use_cache: bool):
     if use_cache:
         cached = converted_cache_dir(path)
         if _cache_is_valid(cached):
-            model, tok = _load_pretrained(str(cached), dtype, trust_remote_code=False)
+            model, tok = _load_pretrained(str(cached), dtype, trust_remote_code=False, local=True)
             return model, tok
     try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        options = dict(gguf_file=path.name, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(str(path.parent), **options)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), **options)
     except Exception as err:
         raise ModelLoadError(f"could not load GGUF file {str(path)!r}: {err}") from err
     _drop_quantization(model)
