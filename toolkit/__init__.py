@@ -9,6 +9,10 @@ torch.Size([2, 1, 64])
 from . import datasets
 from .activations import Activations
 from .loading import ModelLoadError
+from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
 
-__all__ = ["Activations", "ModelLoadError", "Session", "SessionInfo", "datasets"]
+__all__ = [
+    "Activations", "ModelLoadError", "ProbeCurve", "Session", "SessionInfo", "datasets",
+    "probe_curve",
+]

@@ -19,12 +19,17 @@ from importlib import resources
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Texts with one label each (e.g. positive/negative)."""
+    """Texts with one label each (e.g. positive/negative).
+
+    ``groups`` ties related examples (a statement and its false twin): pass it to
+    ``probe_curve(..., groups=data.groups)`` so cross-validation never splits them.
+    """
 
     name: str
     description: str
     texts: tuple[str, ...]
     labels: tuple[str, ...]
+    groups: tuple[str, ...] | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -77,7 +82,10 @@ def load(name: str) -> Dataset:
     raw = json.loads((resources.files("toolkit") / "data" / f"{name}.json").read_text("utf-8"))
     kind = raw["kind"]
     if kind == "labelled":
-        return LabelledTexts(name, raw["description"], tuple(raw["texts"]), tuple(raw["labels"]))
+        groups = tuple(raw["groups"]) if "groups" in raw else None
+        return LabelledTexts(
+            name, raw["description"], tuple(raw["texts"]), tuple(raw["labels"]), groups
+        )
     if kind == "cycle":
         return Cycle(name, raw["description"], tuple(raw["items"]), tuple(raw["templates"]))
     if kind == "pairs":

@@ -1,0 +1,162 @@
+"""probe_curve on planted data and tiny models, checked against scikit-learn."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+
+from toolkit import probe_curve
+from toolkit.activations import Activations
+from toolkit.probes import assign_folds
+
+
+def make_acts(values: torch.Tensor) -> Activations:
+    n = values.shape[1]
+    return Activations(values, tuple(range(values.shape[0])), tuple(f"t{i}" for i in range(n)),
+                       ("x",) * n, (0,) * n, "last")
+
+
+def planted(n=200, d=24, layers=4, strength=(0.0, 0.5, 2.0, 4.0), classes=2, seed=0):
+    """Layer l carries the class in a random direction with signal ``strength[l]``."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    dirs = torch.randn(classes, d, generator=g)
+    values = torch.randn(layers, n, d, generator=g)
+    values[..., 3] *= 50  # an outlier dimension, as in real models
+    for layer in range(layers):
+        values[layer] += strength[layer] * dirs[y]
+    return make_acts(values), y.numpy()
+
+
+def sklearn_scores(values, y, fold_ids, make):
+    out = []
+    for layer in range(values.shape[0]):
+        X = values[layer].numpy().astype(np.float64)
+        scores = []
+        for f in range(fold_ids.max() + 1):
+            tr, te = fold_ids != f, fold_ids == f
+            scaler = StandardScaler().fit(X[tr])
+            model = make().fit(scaler.transform(X[tr]), y[tr])
+            scores.append(model.score(scaler.transform(X[te]), y[te]))
+        out.append(np.mean(scores))
+    return np.array(out)
+
+
+def test_planted_signal_rises_with_layer_and_control_stays_at_chance():
+    acts, y = planted(strength=(0.0, 0.1, 0.3, 3.0))
+    curve = probe_curve(acts, y)
+    assert curve.scores[0] < 0.65 and curve.scores[3] > 0.95
+    assert np.all(np.diff(curve.scores) > 0)
+    assert np.all(np.abs(curve.control - 0.5) < 0.12)
+    assert curve.best_layer == 3 and curve.selectivity[3] > 0.3
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("C", [0.01, 0.3])
+def test_logistic_matches_sklearn_on_the_same_folds(classes, C):
+    acts, y = planted(classes=classes, strength=(0.0, 0.3, 0.6, 1.0))
+    curve = probe_curve(acts, y, C=C, control=False)
+    ref = sklearn_scores(acts.values, y, curve.fold_ids,
+                         lambda: LogisticRegression(C=C, max_iter=5000, tol=1e-10))
+    np.testing.assert_allclose(curve.scores, ref, atol=0.01)
+
+
+def test_ridge_r2_matches_sklearn():
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(3, 150, 20, generator=g)
+    target = (values[2, :, :3].sum(-1) + 0.5 * torch.randn(150, generator=g)).double().numpy()
+    curve = probe_curve(make_acts(values), target, alpha=10.0)
+    assert curve.task == "regression" and curve.metric == "r2"
+    ref = sklearn_scores(values, target, curve.fold_ids, lambda: Ridge(alpha=10.0))
+    np.testing.assert_allclose(curve.scores, ref, atol=1e-4)
+    assert curve.scores[2] > 0.5 and abs(curve.control[2]) < 0.3
+
+
+def test_weights_reproduce_a_probe_fitted_on_all_examples():
+    acts, y = planted(strength=(0, 0.3, 0.6, 1.0))
+    curve = probe_curve(acts, y, control=False)
+    X = acts.layer(2).numpy().astype(np.float64)
+    scaler = StandardScaler().fit(X)
+    ref = LogisticRegression(C=0.01, max_iter=5000, tol=1e-10).fit(scaler.transform(X), y)
+    ours = acts.layer(2) @ curve.weights[2].T + curve.bias[2]
+    np.testing.assert_allclose(ours[:, 0].numpy(), ref.decision_function(scaler.transform(X)),
+                               atol=1e-3, rtol=1e-3)
+
+
+def test_heldout_scores_agree_with_fold_accuracy():
+    acts, y = planted()
+    curve = probe_curve(acts, y, control=False)
+    predicted = (curve.heldout_scores(3) > 0).numpy().astype(int)
+    assert (predicted == y).mean() == pytest.approx(curve.scores[3], abs=0.02)
+
+
+def test_string_labels_and_classes_are_kept():
+    acts, y = planted()
+    names = np.where(y == 1, "pos", "neg")
+    curve = probe_curve(acts, list(names))
+    assert curve.classes == ("neg", "pos") and curve.labels[0] == names[0]
+
+
+def test_deterministic_under_a_seed():
+    acts, y = planted()
+    a, b = probe_curve(acts, y, seed=3), probe_curve(acts, y, seed=3)
+    c = probe_curve(acts, y, seed=4)
+    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.control, b.control)
+    assert not np.array_equal(a.fold_ids, c.fold_ids)
+
+
+def test_folds_are_stratified_and_groups_stay_together():
+    y = np.array([0] * 30 + [1] * 20)
+    folds = assign_folds(y, 5, seed=0)
+    for f in range(5):
+        assert (y[folds == f] == 0).sum() == 6 and (y[folds == f] == 1).sum() == 4
+    groups = np.repeat(np.arange(25), 2)
+    grouped = assign_folds(y, 5, seed=0, groups=groups)
+    assert all(len(set(grouped[groups == g])) == 1 for g in range(25))
+
+
+def test_runs_on_a_tiny_model_session(tiny):
+    texts = [f"{w} number {i}" for i in range(12) for w in ("apple", "stone")]
+    labels = [t.split()[0] for t in texts]
+    curve = probe_curve(tiny.activations(texts, at="mean"), labels, folds=3)
+    assert curve.layers == tuple(range(5)) and curve.scores.shape == (5,)
+    assert curve.fold_scores.shape == (5, 3) and curve.control_fold_scores.shape == (5, 3, 3)
+    assert curve.scores[0] > 0.9  # the mean embedding holds the first word
+    assert len(curve.rows()) == 5 and "selectivity" in curve.rows()[0]
+
+
+@pytest.mark.parametrize("labels, error, words", [
+    ([0, 1, 0], ValueError, "labels has 3 entries but the activations hold 200 texts"),
+    (["a"] * 200, ValueError, "one class only"),
+    ([0.5] * 199 + [float("nan")], ValueError, "NaN"),
+    ([None] * 200, ValueError, "None"),
+])
+def test_bad_labels_are_explained(labels, error, words):
+    acts, _ = planted()
+    with pytest.raises(error, match=words):
+        probe_curve(acts, labels)
+
+
+def test_fewer_examples_than_folds_is_explained():
+    acts, y = planted(n=4)
+    with pytest.raises(ValueError, match="fewer than folds=5"):
+        probe_curve(acts, y)
+
+
+def test_nan_activations_are_explained():
+    acts, y = planted()
+    acts.values[2, 7, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN/inf .*layer 2, text 7"):
+        probe_curve(acts, y)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"task": "magic"}, "task must be one of"),
+    ({"C": 0}, "C must be > 0"),
+    ({"folds": 1}, "folds"),
+])
+def test_bad_options_are_explained(kwargs, words):
+    acts, y = planted()
+    with pytest.raises(ValueError, match=words):
+        probe_curve(acts, y, **kwargs)
