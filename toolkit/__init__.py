@@ -8,11 +8,19 @@ torch.Size([2, 1, 64])
 
 from . import datasets
 from .activations import Activations
+from .directions import Direction, DirectionRegistry
 from .loading import ModelLoadError
 from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
 
 __all__ = [
-    "Activations", "ModelLoadError", "ProbeCurve", "Session", "SessionInfo", "datasets",
+    "Activations",
+    "Direction",
+    "DirectionRegistry",
+    "ModelLoadError",
+    "ProbeCurve",
+    "Session",
+    "SessionInfo",
+    "datasets",
     "probe_curve",
 ]

@@ -61,6 +61,13 @@ class ProbeCurve:
         return self.fold_scores.std(axis=1)
 
     @property
+    def control_spread(self) -> np.ndarray | None:
+        """Standard deviation of the control score across folds and shuffles, per layer."""
+        if self.control_fold_scores is None:
+            return None
+        return self.control_fold_scores.std(axis=(1, 2))
+
+    @property
     def selectivity(self) -> np.ndarray:
         """Score minus control score (Hewitt & Liang): what the probe reads beyond chance fits."""
         if self.control is None:
@@ -90,6 +97,16 @@ class ProbeCurve:
         """
         out = self.heldout[self.index(layer)]
         return out[:, 0] if out.shape[1] == 1 else out
+
+    def heldout_probabilities(self, layer: int) -> torch.Tensor:
+        """Held-out class probabilities ``[n, classes]`` at ``layer`` (classification only)."""
+        if self.task != "classification":
+            raise ValueError("probabilities exist for classification curves only")
+        out = self.heldout[self.index(layer)]
+        if out.shape[1] == 1:
+            p = torch.sigmoid(out[:, 0])
+            return torch.stack([1 - p, p], dim=1)
+        return torch.softmax(out, dim=1)
 
     def rows(self) -> list[dict]:
         """One dict per layer: score, spread, control, selectivity (for tables and CSV)."""

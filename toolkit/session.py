@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import hooks as _hooks
 from .activations import Activations, Position, ProgressFn, extract, position_key, validate_texts
 from .architecture import find_parts
+from .directions import DirectionRegistry
 from .loading import load_model
 from .tiny import build_tiny
 
@@ -69,6 +70,7 @@ class Session:
         tokenizer.padding_side = "left"
         self.lock = threading.RLock()  # one forward pass at a time on this model
         self.fingerprint = _fingerprint(self.model, name)
+        self.directions = DirectionRegistry()  # shared by every widget on this session
         self._cache: OrderedDict[tuple, Activations] = OrderedDict()
         self.cache_hits = 0
         self.model_calls = 0
@@ -202,23 +204,22 @@ class Session:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         key = (self.fingerprint, tuple(texts), at)
-        if cache:
-            hit = self._cache_lookup(key, layers)
+        with self.lock:  # one forward pass at a time; cache reads and writes stay consistent
+            hit = self._cache_lookup(key, layers) if cache else None
             if hit is not None:
                 return hit
-        with self.lock:
             values, encoded = self._extract(texts, layers, at, batch_size, progress)
-        acts = Activations(
-            values=values,
-            layers=layers,
-            texts=tuple(texts),
-            tokens=tuple(e.token for e in encoded),
-            positions=tuple(e.read_at for e in encoded),
-            at=at,
-            model=self.name,
-        )
-        if cache:
-            self._cache_store(key, acts)
+            acts = Activations(
+                values=values,
+                layers=layers,
+                texts=tuple(texts),
+                tokens=tuple(e.token for e in encoded),
+                positions=tuple(e.read_at for e in encoded),
+                at=at,
+                model=self.name,
+            )
+            if cache:
+                self._cache_store(key, acts)
         return acts
 
     def _extract(self, texts, layers, at, batch_size, progress):

@@ -1,7 +1,10 @@
-"""reprlab's Jupyter widgets: thin views that bind controls to toolkit calls.
+"""reprlab's Jupyter views: thin bindings of controls to toolkit calls, rendered with plotly.
 
-The views (ProbeCurves, ConceptProjection, CircularMap, SteeringPanel, Explorer) arrive with
-their issues; this package never computes numerics itself.
+>>> from toolkit import Session
+>>> from widgets import ProbeCurves
+>>> ProbeCurves(Session.load(), dataset="truth")     # doctest: +SKIP
 """
 
-__all__: list[str] = []
+from .probe_curves import ProbeCurves
+
+__all__ = ["ProbeCurves"]

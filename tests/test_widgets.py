@@ -1,0 +1,90 @@
+"""Widgets driven programmatically on a tiny model: controls change the figures, errors stay in
+the widget, and slider moves never rerun the model."""
+
+import pytest
+
+from toolkit import Session
+from widgets import ProbeCurves
+
+
+@pytest.fixture
+def session():
+    return Session.tiny(seed=0)
+
+
+def ys(fig):
+    return [tuple(t.y) if t.y is not None else () for t in fig.data]
+
+
+def test_probe_curves_draws_score_control_and_chance(session):
+    w = ProbeCurves(session, background=False)
+    names = [t.name for t in w.curve_fig.data]
+    assert "control (shuffled labels)" in names and "chance" in names
+    line = next(t for t in w.curve_fig.data if t.name.startswith("probe"))
+    assert list(line.x) == session.layers
+    assert list(line.y) == pytest.approx(w.result.scores.tolist())
+    assert w.layer.value == w.result.best_layer
+    assert "Best layer" in w.status.value
+
+
+def test_changing_dataset_and_position_changes_the_traces(session):
+    w = ProbeCurves(session, background=False)
+    before = ys(w.curve_fig)
+    w.dataset.value = "truth"
+    after_dataset = ys(w.curve_fig)
+    assert after_dataset != before and len(w.result.labels) == 240
+    w.position.value = "mean"
+    assert ys(w.curve_fig) != after_dataset and w.acts.at == "mean"
+
+
+def test_moving_the_layer_redraws_from_cache_without_a_model_call(session):
+    w = ProbeCurves(session, background=False)
+    calls = session.model_calls
+    for layer in (0, 2, 4):
+        w.layer.value = layer
+        assert w.layer_fig.layout.title.text.startswith(f"Layer {layer}:")
+        assert w.curve_fig.layout.shapes[0].x0 == layer
+    assert session.model_calls == calls
+
+
+def test_use_as_direction_registers_and_notifies(session):
+    heard = []
+    session.directions.observe(lambda event, d: heard.append((event, d.name)))
+    w = ProbeCurves(session, background=False)
+    w.layer.value = 3
+    w.name.value = "mood"
+    d = w.use_as_direction()
+    assert heard == [("added", "mood")] and session.directions["mood"] is d
+    assert d.layer == 3 and d.method == "probe" and d.info["positive"] == "positive"
+
+
+def test_bad_word_shows_an_error_and_keeps_the_previous_curve(session):
+    w = ProbeCurves(session, background=False)
+    curve = w.result
+    w.position.value = "word"
+    w.word.value = "zebra"
+    assert "Error" in w.status.value and "zebra" in w.status.value
+    assert w.result is curve
+    w.position.value = "last"  # still usable
+    assert "Best layer" in w.status.value
+
+
+def test_user_texts_and_labels(session):
+    texts = [f"{w} item {i}" for i in range(10) for w in ("red", "blue")]
+    w = ProbeCurves(session, texts=texts, labels=[t.split()[0] for t in texts], at="mean",
+                    background=False, folds=2)
+    assert w.dataset.value == "your data" and w.result.classes == ("blue", "red")
+
+
+def test_mismatched_user_data_is_refused(session):
+    with pytest.raises(ValueError, match="3 texts but 2 labels"):
+        ProbeCurves(session, texts=["a", "b", "c"], labels=[0, 1])
+
+
+def test_background_work_renders_only_the_latest_request(session):
+    w = ProbeCurves(session, background=True)
+    w.dataset.value = "truth"
+    w.dataset.value = "sentiment"
+    w.wait()
+    assert len(w.result.labels) == 240 and w.result.labels[0] in ("positive", "negative")
+    assert "Best layer" in w.status.value

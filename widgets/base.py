@@ -1,0 +1,124 @@
+"""Plumbing every view shares: status line, progress bar, background work, figure sync.
+
+A view is controls + one kernel call per user action + a render of the result. ``View.submit``
+runs the kernel call (in a background thread by default, so the notebook stays responsive),
+drops results that a newer request has superseded, and shows any error in the status line
+without losing what the view already holds.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+
+class Superseded(Exception):
+    """Raised inside work whose result is no longer wanted (a newer request came in)."""
+
+
+class View(W.VBox):
+    """Base for reprlab views: ``status``, ``progress``, ``submit``/``wait``, ``result``."""
+
+    def __init__(self, session, *, background: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.session = session
+        self.background = background
+        self.result: Any = None
+        self.status = W.HTML(layout=W.Layout(min_height="1.6em"))
+        self.progress = W.FloatProgress(min=0.0, max=1.0, layout=W.Layout(width="240px",
+                                                                           visibility="hidden"))
+        self.footer = W.HBox([self.progress, self.status])
+        self._request = 0
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def show_info(self, text: str) -> None:
+        self.status.value = f"<span style='color:#555'>{html.escape(text)}</span>"
+
+    def show_error(self, err: BaseException) -> None:
+        """Show ``err`` in the status line; the kernel keeps running and state is kept."""
+        self.last_error = err
+        message = f"{type(err).__name__}: {err}"
+        self.status.value = (
+            "<span style='color:#b00020'><b>Error.</b> "
+            f"{html.escape(message)}</span>"
+        )
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        work: Callable[[Callable[[int, int], None]], Any],
+        render: Callable[[Any], None],
+        busy: str = "Working…",
+    ) -> None:
+        """Run ``work(progress)`` then ``render(result)``; a newer submit supersedes this one.
+
+        ``progress(done, total)`` updates the bar and raises :class:`Superseded` once the
+        request is stale, so long work stops early instead of finishing for nothing.
+        """
+        with self._lock:
+            self._request += 1
+            request = self._request
+        self.show_info(busy)
+
+        def progress(done: int, total: int) -> None:
+            if request != self._request:
+                raise Superseded
+            self.progress.layout.visibility = "visible"
+            self.progress.value = done / max(total, 1)
+
+        def job() -> None:
+            try:
+                value = work(progress)
+                if request != self._request:
+                    return
+                render(value)
+                if self.status.value.endswith(f"{html.escape(busy)}</span>"):
+                    self.status.value = ""
+            except Superseded:
+                return
+            except Exception as err:  # shown in the widget, never raised into the kernel
+                if request == self._request:
+                    self.show_error(err)
+                    self.last_traceback = traceback.format_exc()
+            finally:
+                if request == self._request:
+                    self.progress.layout.visibility = "hidden"
+
+        if self.background:
+            self._worker = threading.Thread(target=job, daemon=True, name="reprlab-view")
+            self._worker.start()
+        else:
+            job()
+
+    def wait(self, timeout: float | None = 120) -> None:
+        """Block until the current background work has finished (for scripts and tests)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
+
+def sync_figure(target: go.FigureWidget, source: go.Figure, width: int | None = None) -> None:
+    """Make ``target`` show ``source``: update traces in place when their types match."""
+    with target.batch_update():
+        same = len(target.data) == len(source.data) and all(
+            a.type == b.type for a, b in zip(target.data, source.data)
+        )
+        if same:
+            for old, new in zip(target.data, source.data):
+                old.update(new.to_plotly_json(), overwrite=True)
+        else:
+            target.data = ()
+            target.add_traces(list(source.data))
+        target.layout = source.layout
+        if width is not None:
+            target.layout.width = width

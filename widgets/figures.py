@@ -1,0 +1,119 @@
+"""Pure figure functions: a kernel result in, a plotly figure out, no widget state.
+
+They are what the views draw, and they work on their own for static export:
+
+>>> probe_curve_figure(curve, layer=12).write_html("curve.html")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from toolkit import ProbeCurve
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+SCORE, CONTROL = "#1f5fa8", "#9a9a9a"
+
+
+def _band(x, mid, spread, color: str, name: str) -> go.Scatter:
+    x = list(x)
+    upper, lower = (mid + spread).tolist(), (mid - spread).tolist()
+    return go.Scatter(
+        x=x + x[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color, opacity=0.18,
+        line={"width": 0}, hoverinfo="skip", showlegend=False, name=name,
+    )
+
+
+def probe_curve_figure(curve: ProbeCurve, layer: int | None = None) -> go.Figure:
+    """Score per layer with its fold spread, the shuffled-label control and chance."""
+    x = list(curve.layers)
+    metric = "accuracy" if curve.metric == "accuracy" else "R²"
+    traces = [
+        _band(x, curve.scores, curve.spread, SCORE, "fold spread"),
+        go.Scatter(
+            x=x, y=curve.scores.tolist(), mode="lines+markers", name=f"probe {metric}",
+            line={"color": SCORE, "width": 2.5}, marker={"size": 6},
+            customdata=np.stack([curve.spread, curve.selectivity if curve.control is not None
+                                 else curve.scores * 0], 1),
+            hovertemplate=(f"layer %{{x}}<br>{metric} %{{y:.3f}} ± %{{customdata[0]:.3f}}"
+                           "<br>selectivity %{customdata[1]:.3f}<extra></extra>"),
+        ),
+    ]
+    if curve.control is not None:
+        ctrl_spread = curve.control_spread
+        traces += [
+            _band(x, curve.control, ctrl_spread, CONTROL, "control spread"),
+            go.Scatter(
+                x=x, y=curve.control.tolist(), mode="lines", name="control (shuffled labels)",
+                line={"color": CONTROL, "dash": "dot"}, customdata=ctrl_spread,
+                hovertemplate=(f"layer %{{x}}<br>control {metric} %{{y:.3f}} ± "
+                               "%{customdata:.3f}<extra></extra>"),
+            ),
+        ]
+    traces.append(go.Scatter(
+        x=[x[0], x[-1]], y=[curve.chance, curve.chance], mode="lines", name="chance",
+        line={"color": "#444", "dash": "dash", "width": 1}, hoverinfo="skip",
+    ))
+    fig = go.Figure(traces)
+    shapes = []
+    if layer is not None:
+        shapes.append({"type": "line", "x0": layer, "x1": layer, "yref": "paper", "y0": 0,
+                       "y1": 1, "line": {"color": "#e07b00", "width": 2}})
+    fig.update_layout(
+        title=f"{metric.capitalize()} of a linear probe per layer ({len(curve.labels)} examples, "
+              f"{curve.fold_scores.shape[1]}-fold CV)",
+        xaxis_title="hidden state (0 = embeddings)", yaxis_title=metric,
+        shapes=shapes, height=380, margin={"l": 55, "r": 10, "t": 45, "b": 45},
+        legend={"orientation": "h", "y": -0.2}, template="plotly_white",
+    )
+    return fig
+
+
+def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
+    """Held-out probe outputs of every example at ``layer``, by class (or vs. the target)."""
+    labels = np.asarray(curve.labels, dtype=object)
+    i = curve.index(layer)
+    score = curve.scores[i]
+    if curve.task == "regression":
+        pred = curve.heldout_scores(layer).numpy()
+        target = labels.astype(float)
+        lo, hi = float(min(target.min(), pred.min())), float(max(target.max(), pred.max()))
+        fig = go.Figure([
+            go.Scatter(x=target, y=pred, mode="markers", name="examples",
+                       text=list(curve.texts), marker={"color": SCORE, "opacity": 0.6},
+                       hovertemplate="%{text}<br>target %{x:.3g}, predicted %{y:.3g}"
+                                     "<extra></extra>"),
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect",
+                       line={"color": "#444", "dash": "dash", "width": 1}),
+        ])
+        fig.update_layout(xaxis_title="target", yaxis_title="held-out prediction")
+    elif len(curve.classes) == 2:
+        logit = curve.heldout_scores(layer).numpy()
+        fig = go.Figure([
+            go.Histogram(x=logit[labels == c], name=str(c), opacity=0.6, nbinsx=30,
+                         marker={"color": PALETTE[k]},
+                         hovertemplate=f"{c}: %{{y}} examples<extra></extra>")
+            for k, c in enumerate(curve.classes)
+        ])
+        fig.update_layout(barmode="overlay", xaxis_title=f"held-out probe logit "
+                          f"(> 0 means '{curve.classes[1]}')", yaxis_title="examples")
+    else:
+        probs = curve.heldout_probabilities(layer).numpy()
+        own = probs[np.arange(len(labels)), [curve.classes.index(v) for v in labels]]
+        fig = go.Figure([
+            go.Box(x=own[labels == c], name=str(c), boxpoints="all", jitter=0.5,
+                   marker={"color": PALETTE[k % len(PALETTE)]},
+                   text=[t for t, lab in zip(curve.texts, labels) if lab == c],
+                   hovertemplate="%{text}<br>p(own class) %{x:.2f}<extra></extra>")
+            for k, c in enumerate(curve.classes)
+        ])
+        fig.update_layout(xaxis_title="held-out probability of the true class",
+                          xaxis_range=[0, 1], showlegend=False)
+    fig.update_layout(
+        title=f"Layer {layer}: {curve.metric} {score:.3f}",
+        height=380, margin={"l": 55, "r": 10, "t": 45, "b": 45}, template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
