@@ -1,7 +1,9 @@
 """Widgets driven programmatically on a tiny model: controls change the figures, errors stay in
 the widget, and slider moves never rerun the model."""
 
+import numpy as np
 import pytest
+import torch
 
 from toolkit import Session
 from widgets import ProbeCurves
@@ -88,3 +90,40 @@ def test_background_work_renders_only_the_latest_request(session):
     w.wait()
     assert len(w.result.labels) == 240 and w.result.labels[0] in ("positive", "negative")
     assert "Best layer" in w.status.value
+
+
+def test_concept_projection_colors_tokens_and_follows_text_and_layer(session):
+    from widgets import ConceptProjection
+
+    w = ConceptProjection(session, background=False)
+    assert w.direction.value == "sentiment@2" and "Error" not in w.status.value
+    first_html, first_values = w.tokens.value, w.result[0].values.copy()
+    w.text.value = "I hated every minute"
+    assert w.tokens.value != first_html and w.result[0].tokens[0] == "I"
+    before = w.result[0].values.copy()
+    w.layer.value = 4
+    assert w.result[0].layer == 4 and not np.allclose(before, w.result[0].values)
+    assert "read at layer 4" in w.status.value
+    assert not np.array_equal(first_values, w.result[0].values)
+
+
+def test_concept_projection_lists_directions_added_elsewhere(session):
+    from toolkit import Direction
+    from widgets import ConceptProjection
+
+    w = ConceptProjection(session, background=False)
+    session.directions.add(Direction("elsewhere", torch.randn(session.width), 2, "test"))
+    assert "elsewhere" in w.direction.options and w.direction.value == "elsewhere"
+    assert w.result[2].names == ("sentiment@2", "elsewhere")
+    w.inner.value = "causal"
+    assert w.result[2].inner == "causal" and w.sim_fig.data[0].z is not None
+
+
+def test_concept_projection_shows_build_errors_in_the_widget(session):
+    from widgets import ConceptProjection
+
+    w = ConceptProjection(session, background=False)
+    w.source.value = "pairs: male_female (unembedding)"  # byte tokenizer: no single tokens
+    w.build()
+    assert "Error" in w.status.value and "single tokens" in w.status.value
+    assert session.directions.names() == ["sentiment@2"]

@@ -230,6 +230,16 @@ def extract(
     return out, encoded
 
 
+def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...]):
+    """All token positions of one unpadded text: values ``[L, T, D]`` and the token strings."""
+    ids = tokenizer(text)["input_ids"]
+    device = next(model.parameters()).device
+    input_ids, mask, pos = _left_pad([ids], 0, device)
+    captured = _run_until(model, parts, layers, input_ids, mask, pos)
+    values = torch.stack([captured[layer][0] for layer in layers]).float()
+    return values, [tokenizer.decode([i]) for i in ids]
+
+
 def _run_until(model, parts, layers, ids, mask, pos) -> dict[int, torch.Tensor]:
     """One forward pass that records ``layers`` and stops right after the deepest one."""
     captured: dict[int, torch.Tensor] = {}

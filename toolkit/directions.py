@@ -12,8 +12,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
+from .activations import Activations
 from .probes import ProbeCurve
 
 
@@ -78,6 +80,148 @@ class Direction:
             model=curve.model,
         )
 
+    @classmethod
+    def mean_difference(
+        cls, pos_acts: Activations, neg_acts: Activations, layer: int, name: str | None = None
+    ) -> Direction:
+        """Mean of ``pos_acts`` minus mean of ``neg_acts`` at ``layer`` (difference of means).
+
+        >>> Direction.mean_difference(s.activations(pos), s.activations(neg), layer=12)
+        ... # doctest: +SKIP
+        """
+        pos, neg = pos_acts.layer(layer), neg_acts.layer(layer)
+        return cls(
+            name=name or f"mean-diff@{layer}",
+            vector=pos.mean(0) - neg.mean(0),
+            layer=layer,
+            method="mean_difference",
+            info={"positive": len(pos), "negative": len(neg)},
+            model=pos_acts.model,
+        )
+
+    @classmethod
+    def pca_of_differences(
+        cls, pairs_acts, layer: int, name: str | None = None
+    ) -> Direction:
+        """First principal axis of paired differences (as in control-vector work).
+
+        ``pairs_acts``: ``(pos_acts, neg_acts)`` with aligned rows, or one Activations whose
+        rows alternate positive, negative. The axis is uncentered (it keeps the shared shift
+        of the pairs, which centering would remove) and signed to agree with the mean
+        difference.
+        """
+        if isinstance(pairs_acts, tuple):
+            pos, neg = (a.layer(layer) for a in pairs_acts)
+        else:
+            rows = pairs_acts.layer(layer)
+            if len(rows) % 2:
+                raise ValueError("alternating pairs need an even number of rows")
+            pos, neg = rows[0::2], rows[1::2]
+        if pos.shape != neg.shape:
+            raise ValueError(f"{len(pos)} positive rows but {len(neg)} negative: pairs must align")
+        diffs = (pos - neg).double()
+        axis = torch.linalg.svd(diffs, full_matrices=False).Vh[0]
+        if axis @ diffs.mean(0) < 0:
+            axis = -axis
+        model = pairs_acts[0].model if isinstance(pairs_acts, tuple) else pairs_acts.model
+        return cls(name or f"pca-diff@{layer}", axis.float(), layer, "pca_of_differences",
+                   info={"pairs": len(diffs)}, model=model)
+
+    @classmethod
+    def counterfactual(cls, session, word_pairs, name: str | None = None) -> Direction:
+        """Park et al.'s unembedding-space direction from counterfactual word pairs.
+
+        For pairs ``(y0, y1)`` differing in one concept (``("king", "queen")``), the direction
+        is the mean of ``gamma(y1) - gamma(y0)`` over the unembedding vectors of the words'
+        in-sentence tokens (" king", else "king"), taken in the causal (whitened) space and
+        mapped back. Pairs where either word is not a single token are skipped, listed in
+        ``info``.
+        """
+        pairs = list(word_pairs.pairs if hasattr(word_pairs, "pairs") else word_pairs)
+        if not pairs:
+            raise ValueError("word_pairs is empty: pass pairs like [('king', 'queen'), ...]")
+        ids, skipped = [], []
+        for pair in pairs:
+            if len(pair) != 2 or not all(isinstance(w, str) and w for w in pair):
+                raise ValueError(f"each pair needs two words, got {pair!r}")
+            tokens = [_single_token(session.tokenizer, w.strip()) for w in pair]
+            if None in tokens:
+                skipped.append(tuple(pair))
+            else:
+                ids.append(tuple(tokens))
+        if not ids:
+            raise ValueError(f"none of the {len(pairs)} pairs are single tokens for this model's "
+                             "tokenizer; use common words")
+        gamma = session.parts.unembedding.detach()
+        idx = torch.tensor(ids, device=gamma.device)
+        causal = session.geometry.causal
+        diffs = causal.transform_unembedding(gamma[idx[:, 1]] - gamma[idx[:, 0]])
+        vector = diffs.mean(0) @ causal.unwhiten.to(diffs)  # back from the causal space
+        label = name or getattr(word_pairs, "name", None) or f"{pairs[0][0]}->{pairs[0][1]}"
+        return cls(label, vector, None, "counterfactual", space="unembedding",
+                   info={"pairs_used": len(ids), "pairs_skipped": skipped},
+                   model=session.name)
+
+    @classmethod
+    def from_dataset(cls, session, dataset: str, layer: int, method: str = "mean_difference",
+                     name: str | None = None) -> Direction:
+        """A direction from a built-in two-class data set (first class minus second).
+
+        ``method``: "mean_difference", "probe" or "pca_of_differences" (pairs texts of the two
+        classes in order). The data set's activations are cached after the first call.
+        """
+        from . import datasets
+
+        data = datasets.load(dataset)
+        if not hasattr(data, "labels"):
+            raise ValueError(f"{dataset!r} is not a labelled data set")
+        classes = list(dict.fromkeys(data.labels))
+        if len(classes) != 2:
+            raise ValueError(f"{dataset!r} has {len(classes)} classes; need two")
+        acts = session.activations(list(data.texts))
+        labels = np.asarray(data.labels)
+        pos = acts.select(rows=np.flatnonzero(labels == classes[0]))
+        neg = acts.select(rows=np.flatnonzero(labels == classes[1]))
+        name = name or f"{dataset}@{layer}"
+        if method == "mean_difference":
+            d = cls.mean_difference(pos, neg, layer, name=name)
+        elif method == "pca_of_differences":
+            n = min(len(pos), len(neg))
+            d = cls.pca_of_differences((pos.select(rows=slice(0, n)), neg.select(rows=slice(0, n))),
+                                       layer, name=name)
+        elif method == "probe":
+            from .probes import probe_curve
+
+            curve = probe_curve(acts.select([layer]), data.labels, groups=data.groups)
+            d = cls.from_probe(curve, layer, name=name)
+            if d.info["positive"] != classes[0]:
+                d = -d.renamed(name)
+                d = replace(d, name=name)
+        else:
+            raise ValueError(f"unknown method {method!r}; use mean_difference, probe or "
+                             "pca_of_differences")
+        info = {**d.info, "dataset": dataset, "positive": classes[0], "negative": classes[1]}
+        return replace(d, info=info)
+
+    def project(self, acts: Activations, inner: str = "euclidean", *, session=None,
+                layer: int | None = None) -> torch.Tensor:
+        """Scalar projection of each row of ``acts`` on this direction under ``inner``.
+
+        ``session`` supplies the geometry for "standardized" and "causal" (not needed for
+        "euclidean"). ``layer`` defaults to this direction's layer.
+        """
+        if inner == "euclidean" and session is None:
+            at = layer if layer is not None else self.layer
+            if at is None:
+                raise ValueError("an unembedding direction needs layer= (e.g. the last layer)")
+            return acts.layer(at).float() @ self.vector.to(acts.values.device)
+        if session is None:
+            raise ValueError(f"inner={inner!r} needs the session: d.project(acts, inner, "
+                             "session=s)")
+        from .geometry import project
+
+        return project(self, acts, session, inner, layer)
+
     def renamed(self, name: str) -> Direction:
         return replace(self, name=name)
 
@@ -105,6 +249,14 @@ class Direction:
     def __repr__(self) -> str:
         return (f"Direction({self.name!r}, {self.where}, method={self.method}, "
                 f"width={self.vector.numel()})")
+
+
+def _single_token(tokenizer, word: str) -> int | None:
+    for form in (" " + word, word):
+        ids = tokenizer(form, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            return ids[0]
+    return None
 
 
 Listener = Callable[[str, Direction], None]

@@ -18,9 +18,18 @@ import torch
 from tqdm.auto import tqdm
 
 from . import hooks as _hooks
-from .activations import Activations, Position, ProgressFn, extract, position_key, validate_texts
+from .activations import (
+    Activations,
+    Position,
+    ProgressFn,
+    extract,
+    extract_tokens,
+    position_key,
+    validate_texts,
+)
 from .architecture import find_parts
 from .directions import DirectionRegistry
+from .geometry import Geometry
 from .loading import load_model
 from .tiny import build_tiny
 
@@ -71,6 +80,7 @@ class Session:
         self.lock = threading.RLock()  # one forward pass at a time on this model
         self.fingerprint = _fingerprint(self.model, name)
         self.directions = DirectionRegistry()  # shared by every widget on this session
+        self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
         self._cache: OrderedDict[tuple, Activations] = OrderedDict()
         self.cache_hits = 0
         self.model_calls = 0
@@ -222,6 +232,28 @@ class Session:
                 self._cache_store(key, acts)
         return acts
 
+    def token_activations(
+        self, text: str, layers: int | Sequence[int] | None = None
+    ) -> Activations:
+        """Hidden states of every token of one text: rows are tokens, in order.
+
+        Equal to ``activations([text], at=i)`` for each token index ``i``, from one forward pass.
+        """
+        validate_texts([text])
+        layers = self.check_layers(layers)
+        key = (self.fingerprint, ("__tokens__", text))
+        with self.lock:
+            hit = self._cache_lookup(key, layers)
+            if hit is not None:
+                return hit
+            self.model_calls += 1
+            values, tokens = extract_tokens(self.model, self.parts, self.tokenizer, text, layers)
+            n = len(tokens)
+            acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
+                               at="tokens", model=self.name)
+            self._cache_store(key, acts)
+        return acts
+
     def _extract(self, texts, layers, at, batch_size, progress):
         n_batches = -(-len(texts) // batch_size)
         bar = None
@@ -245,9 +277,10 @@ class Session:
                 bar.close()
 
     def _cache_lookup(self, key, layers) -> Activations | None:
-        for (fp, texts, at, cached_layers), acts in self._cache.items():
-            if (fp, texts, at) == key and set(layers) <= set(cached_layers):
-                self._cache.move_to_end((fp, texts, at, cached_layers))
+        for full_key, acts in self._cache.items():
+            cached_layers = full_key[-1]
+            if full_key[:-1] == key and set(layers) <= set(cached_layers):
+                self._cache.move_to_end(full_key)
                 self.cache_hits += 1
                 return acts if cached_layers == layers else acts.select(layers)
         return None

@@ -6,5 +6,6 @@
 """
 
 from .probe_curves import ProbeCurves
+from .projection import ConceptProjection
 
-__all__ = ["ProbeCurves"]
+__all__ = ["ConceptProjection", "ProbeCurves"]

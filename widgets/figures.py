@@ -117,3 +117,61 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def token_html(projection) -> str:
+    """Tokens of one text colored by their projection (blue negative, red positive)."""
+    import html
+
+    values = np.asarray(projection.values, dtype=float)
+    peak = float(np.abs(values).max()) or 1.0
+    spans = []
+    for token, value in zip(projection.tokens, values):
+        t = value / peak
+        rgb = (255, int(255 * (1 - t)), int(255 * (1 - t))) if t > 0 else \
+            (int(255 * (1 + t)), int(255 * (1 + t)), 255)
+        shown = html.escape(token).replace(" ", "&nbsp;") or "&#9251;"
+        spans.append(
+            f"<span title='{html.escape(token)!s}: {value:+.3f}' style='background:rgb{rgb};"
+            f"padding:2px 1px;border-radius:3px;font-family:monospace'>{shown}</span>"
+        )
+    legend = (f"<div style='color:#555;font-size:90%;margin-top:4px'>layer {projection.layer}, "
+              f"{projection.inner} projection on '{html.escape(projection.direction)}'; "
+              f"scale ±{peak:.3g} (hover a token for its value)</div>")
+    return "<div style='line-height:2'>" + "".join(spans) + "</div>" + legend
+
+
+def projection_histogram(projections) -> go.Figure:
+    """Distribution of projections for each label of a labelled set."""
+    groups = projections.by_label()
+    fig = go.Figure([
+        go.Histogram(x=values, name=str(label), opacity=0.6, nbinsx=30,
+                     marker={"color": PALETTE[k % len(PALETTE)]})
+        for k, (label, values) in enumerate(groups.items())
+    ])
+    fig.update_layout(
+        barmode="overlay", title=f"Projections on '{projections.direction}' at layer "
+        f"{projections.layer} ({projections.inner})", xaxis_title="projection",
+        yaxis_title="texts", height=340, margin={"l": 50, "r": 10, "t": 45, "b": 40},
+        template="plotly_white", legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def similarity_heatmap(matrix) -> go.Figure:
+    """Cosine similarities between directions under one inner product."""
+    names = list(matrix.names)
+    fig = go.Figure(go.Heatmap(
+        z=matrix.values, x=names, y=names, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+        text=np.round(matrix.values, 2), texttemplate="%{text}",
+        hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
+    ))
+    spread = matrix.mean_abs_off_diagonal()
+    summary = "one direction: build another to compare" if len(names) < 2 else \
+        f"mean |off-diagonal| {spread:.2f}"
+    fig.update_layout(
+        title=f"Cosine under the {matrix.inner} inner product ({summary})",
+        height=340, margin={"l": 100, "r": 10, "t": 45, "b": 80}, template="plotly_white",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig

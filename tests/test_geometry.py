@@ -1,0 +1,143 @@
+"""Directions and inner products: planted ground truth, closed forms, tiny models."""
+
+import numpy as np
+import pytest
+import torch
+from test_probes import make_acts
+
+from toolkit import Direction, Session, probe_curve
+from toolkit.geometry import (
+    CausalWhitening,
+    cosine,
+    project,
+    similarity_matrix,
+    token_projection,
+)
+
+
+def planted_pairs(n=60, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.randn(d, generator=g)
+    truth /= truth.norm()
+    neg = torch.randn(1, n, d, generator=g)
+    pos = neg + 3.0 * truth + 0.3 * torch.randn(1, n, d, generator=g)
+    return make_acts(pos), make_acts(neg), truth
+
+
+def test_causal_whitening_makes_unembedding_covariance_identity(tiny):
+    gamma = tiny.parts.unembedding
+    w = CausalWhitening.from_unembedding(gamma)
+    z = w.transform_unembedding(gamma, points=True).double()
+    cov = z.T @ z / len(z)
+    assert torch.allclose(cov, torch.eye(cov.shape[0], dtype=cov.dtype), atol=1e-4)
+    assert torch.allclose(w.whiten @ w.unwhiten, torch.eye(len(cov)), atol=1e-4)
+
+
+def test_causal_self_inner_product_is_one_and_pairing_is_preserved(tiny):
+    d = Direction("u", torch.randn(tiny.width), None, "test", space="unembedding")
+    v = tiny.geometry.direction_vector(d, "causal")
+    assert v @ v == pytest.approx(1.0, abs=1e-5)
+    assert cosine(d, d, tiny, "causal") == pytest.approx(1.0, abs=1e-5)
+    x, u = torch.randn(5, tiny.width), torch.randn(tiny.width)
+    mapped = tiny.geometry.residual_map("causal", tiny.n_blocks)(x) @ \
+        tiny.geometry.unembedding_map("causal")(u)
+    assert torch.allclose(mapped, x @ u, rtol=1e-3, atol=1e-3)  # logits do not change
+
+
+def test_mean_difference_recovers_a_planted_direction_and_separates_the_sets():
+    pos, neg, truth = planted_pairs()
+    d = Direction.mean_difference(pos, neg, layer=0, name="planted")
+    assert float(d.vector @ truth) > 0.99
+    p, q = d.project(pos), d.project(neg)
+    threshold = (p.mean() + q.mean()) / 2
+    assert ((p > threshold).float().mean() + (q < threshold).float().mean()) / 2 > 0.9
+
+
+def test_pca_of_differences_recovers_the_planted_direction_with_its_sign():
+    pos, neg, truth = planted_pairs()
+    d = Direction.pca_of_differences((pos, neg), layer=0)
+    assert float(d.vector @ truth) > 0.99
+
+
+def test_probe_direction_points_to_the_second_class():
+    pos, neg, truth = planted_pairs()
+    both = make_acts(torch.cat([pos.values, neg.values], dim=1))
+    labels = ["a"] * len(pos) + ["b"] * len(neg)
+    d = Direction.from_probe(probe_curve(both, labels), layer=0)
+    assert d.info["positive"] == "b" and float(d.vector @ truth) < -0.5
+
+
+def test_standardized_geometry_discounts_an_outlier_dimension(tiny):
+    ref = make_acts(torch.randn(tiny.n_blocks + 1, 200, tiny.width))
+    ref.values[:, :, 0] *= 100
+    tiny.geometry._reference = ref
+    outlier = Direction("outlier", torch.eye(tiny.width)[0], 2, "test")
+    other = Direction("other", torch.eye(tiny.width)[0] + torch.eye(tiny.width)[1], 2, "test")
+    assert cosine(outlier, other, tiny, "euclidean") == pytest.approx(2 ** -0.5, abs=1e-5)
+    assert cosine(outlier, other, tiny, "standardized") < 0.05
+
+
+def test_token_projection_equals_projecting_each_position(tiny):
+    text = "hello there, world"
+    d = Direction("d", torch.randn(tiny.width), 3, "test")
+    tp = token_projection(tiny, text, d, layer=3, inner="causal")
+    n = len(tp.tokens)
+    for i in range(n):
+        single = project(d, tiny.activations([text], at=i), tiny, "causal", layer=3)
+        assert float(single[0]) == pytest.approx(float(tp.values[i]), rel=1e-4, abs=1e-5)
+
+
+def test_counterfactual_direction_uses_single_token_pairs_and_skips_others(tiny):
+    d = Direction.counterfactual(tiny, [("a", "b"), ("c", "d"), ("long", "words")], name="ab")
+    assert d.space == "unembedding" and d.layer is None
+    assert d.info["pairs_used"] == 2 and d.info["pairs_skipped"] == [("long", "words")]
+    gamma = tiny.parts.unembedding
+    ids = [tiny.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in "abcd"]
+    expected = (gamma[ids[1]] - gamma[ids[0]] + gamma[ids[3]] - gamma[ids[2]]) / 2
+    assert torch.allclose(d.vector, expected / expected.norm(), atol=1e-4)
+
+
+def test_similarity_matrix_is_symmetric_with_unit_diagonal(tiny):
+    ds = [Direction(f"d{i}", torch.randn(tiny.width), 2, "test") for i in range(4)]
+    for inner in ("euclidean", "causal"):
+        m = similarity_matrix(ds, tiny, inner)
+        assert np.allclose(m.values, m.values.T, atol=1e-6)
+        assert np.allclose(np.diag(m.values), 1, atol=1e-5)
+
+
+def test_directions_from_different_spaces_are_not_compared(tiny):
+    a = Direction("a", torch.randn(tiny.width), 2, "test")
+    b = Direction("b", torch.randn(tiny.width), 3, "test")
+    with pytest.raises(ValueError, match="different spaces"):
+        cosine(a, b, tiny)
+    with pytest.raises(ValueError, match="share layer and space"):
+        a + b
+    assert (a + a).layer == 2 and torch.allclose((-a).vector, -a.vector)
+
+
+def test_registry_events_reach_subscribers_until_they_unsubscribe():
+    s = Session.tiny()
+    heard = []
+    unsubscribe = s.directions.observe(lambda event, d: heard.append((event, d.name)))
+    d = Direction("x", torch.ones(s.width), 1, "test")
+    s.directions.add(d)
+    s.directions.remove("x")
+    unsubscribe()
+    s.directions.add(d)
+    assert heard == [("added", "x"), ("removed", "x")]
+    with pytest.raises(KeyError, match="no direction named 'nope'"):
+        s.directions["nope"]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.zeros(8), "zero or non-finite"), (torch.ones(2, 4), "one vector"),
+])
+def test_bad_direction_vectors_are_refused(bad, words):
+    with pytest.raises(ValueError, match=words):
+        Direction("bad", bad, 0, "test")
+
+
+def test_unknown_inner_product_is_named(tiny):
+    d = Direction("d", torch.randn(tiny.width), 2, "test")
+    with pytest.raises(ValueError, match="unknown inner product 'cosmic'"):
+        cosine(d, d, tiny, "cosmic")

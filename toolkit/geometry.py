@@ -1,0 +1,242 @@
+"""Inner products on representation space: euclidean, standardized and causal.
+
+Each inner product is a linear map ``T`` into an analysis space where the plain dot product is
+the inner product. Residual-stream vectors (hidden states, residual directions) map with
+``T_r``; unembedding-space vectors (token output vectors, counterfactual directions) map with the
+dual ``T_u = T_r^{-T}``, so the pairing ``hidden . unembedding`` (a logit) is the same in every
+geometry.
+
+- ``euclidean``: ``T_r = I``.
+- ``standardized``: ``T_r = diag(1 / s_l)`` with ``s_l`` the per-dimension standard deviation of
+  reference activations at layer ``l``: outlier dimensions stop dominating.
+- ``causal`` (Park, Choe & Veitch, 2024): ``T_u = Cov(gamma)^{-1/2}`` whitens the unembedding
+  vectors ``gamma``; ``T_r = Cov(gamma)^{1/2}``. Exact at the last layer, whose normalized
+  state pairs with the unembedding; at earlier layers it is the usual approximation.
+
+>>> scores = direction.project(acts, inner="causal")            # doctest: +SKIP
+>>> cosine(d1, d2, session, inner="causal")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+INNER_PRODUCTS = ("euclidean", "standardized", "causal")
+
+
+def check_inner(inner: str) -> str:
+    if inner not in INNER_PRODUCTS:
+        choices = ", ".join(INNER_PRODUCTS)
+        raise ValueError(f"unknown inner product {inner!r}; choose from {choices}")
+    return inner
+
+
+@dataclass(frozen=True)
+class CausalWhitening:
+    """``Cov(gamma)^{-1/2}`` and ``Cov(gamma)^{1/2}`` for a model's unembedding vectors."""
+
+    mean: torch.Tensor       # [D] mean unembedding vector
+    whiten: torch.Tensor     # [D, D] Cov^{-1/2}: unembedding vectors -> causal space
+    unwhiten: torch.Tensor   # [D, D] Cov^{1/2}: residual vectors -> causal space
+
+    @classmethod
+    def from_unembedding(cls, gamma: torch.Tensor, rel_floor: float = 1e-8) -> CausalWhitening:
+        g = gamma.detach().double()
+        mean = g.mean(0)
+        centered = g - mean
+        cov = centered.T @ centered / g.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)
+        evals = evals.clamp_min(rel_floor * evals.max())
+        whiten = (evecs * evals.rsqrt()) @ evecs.T
+        unwhiten = (evecs * evals.sqrt()) @ evecs.T
+        return cls(mean.float(), whiten.float(), unwhiten.float())
+
+    def transform_unembedding(self, u: torch.Tensor, *, points: bool = False) -> torch.Tensor:
+        """Map unembedding vectors ``[..., D]`` (points are centered first, directions not)."""
+        u = u.to(self.whiten)
+        return (u - self.mean if points else u) @ self.whiten  # whiten is symmetric
+
+
+class Geometry:
+    """Per-session cache of the maps behind each inner product.
+
+    ``reference`` activations (all layers) give the standardized scales; by default they are
+    the built-in sentiment and truth texts, read at their last token on first use.
+    """
+
+    def __init__(self, session, reference=None):
+        self.session = session
+        self._reference = reference
+        self._causal: CausalWhitening | None = None
+        self._scales: dict[int, torch.Tensor] = {}
+
+    @property
+    def causal(self) -> CausalWhitening:
+        if self._causal is None:
+            self._causal = CausalWhitening.from_unembedding(self.session.parts.unembedding)
+        return self._causal
+
+    def scale(self, layer: int, progress=None) -> torch.Tensor:
+        """Per-dimension standard deviation of the reference activations at ``layer``."""
+        if layer not in self._scales:
+            ref = self._reference
+            if ref is None:
+                from . import datasets
+
+                texts = list(datasets.load("sentiment").texts) + list(datasets.load("truth").texts)
+                ref = self.session.activations(texts, progress=progress)
+            for i, lay in enumerate(ref.layers):
+                sd = ref.values[i].std(0)
+                self._scales[lay] = sd.clamp_min(1e-6 * float(sd.max()) + 1e-12)
+            if layer not in self._scales:
+                raise KeyError(f"the reference activations hold no layer {layer}")
+        return self._scales[layer]
+
+    def residual_map(self, inner: str, layer: int | None, progress=None):
+        """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""
+        check_inner(inner)
+        if inner == "euclidean":
+            return lambda x: x.float()
+        if inner == "causal":
+            unwhiten = self.causal.unwhiten
+            return lambda x: x.float().to(unwhiten) @ unwhiten
+        scale = self.scale(self._layer(layer), progress)
+        return lambda x: x.float().to(scale) / scale
+
+    def unembedding_map(self, inner: str, progress=None):
+        """Function mapping unembedding-space vectors into the analysis space (the dual map)."""
+        check_inner(inner)
+        if inner == "euclidean":
+            return lambda u: u.float()
+        if inner == "causal":
+            return self.causal.transform_unembedding
+        scale = self.scale(self.session.n_blocks, progress)
+        return lambda u: u.float().to(scale) * scale
+
+    def direction_vector(self, direction, inner: str, progress=None) -> torch.Tensor:
+        """``direction`` mapped into the analysis space and normalized there."""
+        if direction.space == "unembedding":
+            v = self.unembedding_map(inner, progress)(direction.vector)
+        else:
+            v = self.residual_map(inner, direction.layer, progress)(direction.vector)
+        return v / v.norm()
+
+    def _layer(self, layer: int | None) -> int:
+        return self.session.n_blocks if layer is None else layer
+
+
+def project(direction, acts, session, inner: str = "euclidean", layer: int | None = None,
+            progress=None) -> torch.Tensor:
+    """Scalar projection ``[n]`` of each row of ``acts`` (at ``layer``) on ``direction``.
+
+    ``layer`` defaults to the direction's layer (the last layer for unembedding directions).
+    Under ``causal`` an unembedding direction's projection is the logit difference it encodes,
+    divided by its causal norm.
+    """
+    if layer is None:
+        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    rows = acts.layer(layer)
+    geometry = session.geometry
+    v = geometry.direction_vector(direction, inner, progress)
+    return geometry.residual_map(inner, layer, progress)(rows) @ v.to(rows.device)
+
+
+def cosine(d1, d2, session, inner: str = "euclidean") -> float:
+    """Cosine of two directions under ``inner`` (the same layer, or unembedding space)."""
+    _check_comparable([d1, d2])
+    g = session.geometry
+    return float(g.direction_vector(d1, inner) @ g.direction_vector(d2, inner))
+
+
+@dataclass(frozen=True)
+class SimilarityMatrix:
+    """Cosines between directions under one inner product."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    inner: str
+
+    def mean_abs_off_diagonal(self, groups: Sequence[str] | None = None) -> float:
+        """Mean |cosine| over pairs; with ``groups``, only pairs from different groups."""
+        k = len(self.names)
+        mask = ~np.eye(k, dtype=bool)
+        if groups is not None:
+            g = np.asarray(groups)
+            mask &= g[:, None] != g[None, :]
+        return float(np.abs(self.values[mask]).mean()) if mask.any() else float("nan")
+
+
+def similarity_matrix(directions, session, inner: str = "euclidean") -> SimilarityMatrix:
+    """Cosine similarity of every pair of ``directions`` under ``inner``."""
+    directions = list(directions)
+    if not directions:
+        raise ValueError("no directions to compare: build or register some first")
+    _check_comparable(directions)
+    g = session.geometry
+    vectors = torch.stack([g.direction_vector(d, inner) for d in directions])
+    values = (vectors @ vectors.T).clamp(-1, 1).cpu().numpy()
+    return SimilarityMatrix(tuple(d.name for d in directions), values, inner)
+
+
+def _check_comparable(directions) -> None:
+    where = {d.where for d in directions}
+    if len(where) > 1:
+        raise ValueError(
+            f"directions live in different spaces ({', '.join(sorted(where))}); compare "
+            "directions at one layer, or all in unembedding space"
+        )
+
+
+@dataclass(frozen=True)
+class TokenProjection:
+    """Projection of every token of one text on a direction, at one layer."""
+
+    text: str
+    tokens: tuple[str, ...]
+    values: np.ndarray
+    layer: int
+    inner: str
+    direction: str
+
+
+def token_projection(session, text: str, direction, layer: int | None = None,
+                     inner: str = "euclidean", progress=None) -> TokenProjection:
+    """Where in a sentence a concept lights up: each token's projection at ``layer``."""
+    if layer is None:
+        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    acts = session.token_activations(text, layers=[layer])
+    values = project(direction, acts, session, inner, layer, progress)
+    return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name)
+
+
+@dataclass(frozen=True)
+class Projections:
+    """Projections of labelled texts on a direction (for comparing two sets)."""
+
+    values: np.ndarray
+    labels: tuple
+    texts: tuple[str, ...]
+    layer: int
+    inner: str
+    direction: str
+
+    def by_label(self) -> dict:
+        labels = np.asarray(self.labels, dtype=object)
+        return {c: self.values[labels == c] for c in dict.fromkeys(self.labels)}
+
+
+def project_texts(session, direction, texts, labels, layer: int | None = None,
+                  inner: str = "euclidean", at="last", progress=None) -> Projections:
+    """Project ``texts`` (read ``at`` a position) on ``direction``, keeping their labels."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
+    if layer is None:
+        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    acts = session.activations(list(texts), at=at, progress=progress)
+    values = project(direction, acts, session, inner, layer, progress)
+    return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,
+                       direction.name)

@@ -1,0 +1,167 @@
+"""ConceptProjection: build or pick a concept direction, then see texts projected on it.
+
+>>> ConceptProjection(session)                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from toolkit import Direction, datasets
+from toolkit.geometry import (
+    INNER_PRODUCTS,
+    project_texts,
+    similarity_matrix,
+    token_projection,
+)
+
+from .base import View, sync_figure
+from .figures import projection_histogram, similarity_heatmap, token_html
+
+CONTRASTS = ("sentiment", "truth")
+DEFAULT_TEXT = "The movie was wonderful, but the ending was terrible."
+
+
+def build_choices() -> dict[str, tuple]:
+    """Menu label -> how to build: built-in contrast sets and counterfactual word pairs."""
+    choices = {f"{name}: mean difference": ("dataset", name, "mean_difference")
+               for name in CONTRASTS}
+    choices.update({f"{name}: probe": ("dataset", name, "probe") for name in CONTRASTS})
+    choices.update({f"pairs: {concept} (unembedding)": ("pairs", concept, None)
+                    for concept in datasets.load("pairs")})
+    return choices
+
+
+class ConceptProjection(View):
+    """Tokens of a text colored by their projection on a direction, the projections of two
+    labelled sets, and a similarity heatmap of the registry's directions, under a chosen
+    inner product (euclidean, standardized, causal)."""
+
+    def __init__(self, session, direction: Direction | None = None, *, background: bool = True):
+        super().__init__(session, background=background)
+        if direction is not None:
+            session.directions.add(direction)
+        self.choices = build_choices()
+        self._syncing = False
+        self.direction = W.Dropdown(options=session.directions.names(), description="direction",
+                                    layout=W.Layout(width="320px"))
+        self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
+                                     style={"button_width": "95px"})
+        self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
+                                 value=session.n_blocks // 2, continuous_update=False,
+                                 layout=W.Layout(width="420px"))
+        self.source = W.Dropdown(options=list(self.choices), description="build from",
+                                 layout=W.Layout(width="360px"))
+        self.build_button = W.Button(description="Build at this layer", icon="plus")
+        self.text = W.Textarea(value=DEFAULT_TEXT, layout=W.Layout(width="98%", height="56px"),
+                               continuous_update=False)
+        self.contrast = W.Dropdown(options=CONTRASTS, description="compare",
+                                   layout=W.Layout(width="220px"))
+        self.tokens = W.HTML()
+        self.hist_fig = go.FigureWidget(layout={"height": 340, "template": "plotly_white"})
+        self.sim_fig = go.FigureWidget(layout={"height": 340, "template": "plotly_white"})
+        self.children = [
+            W.HBox([self.direction, self.inner]),
+            W.HBox([self.source, self.build_button]),
+            self.layer,
+            self.text,
+            self.tokens,
+            self.contrast,
+            W.HBox([self.hist_fig, self.sim_fig]),
+            self.footer,
+        ]
+        self.build_button.on_click(lambda _: self.build())
+        self.direction.observe(self._on_direction, "value")
+        for control in (self.inner, self.layer, self.text, self.contrast):
+            control.observe(lambda _: self.refresh(), "value")
+        self._unsubscribe = session.directions.observe(self._on_registry)
+        if not session.directions.names():
+            self.build()
+        else:
+            self._on_direction(None)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Build the chosen direction (at the slider's layer) and register it."""
+        kind, name, method = self.choices[self.source.value]
+        layer = self.layer.value
+
+        def work(progress):
+            if kind == "pairs":
+                pairs = datasets.load("pairs")[name]
+                return Direction.counterfactual(self.session, pairs, name=name)
+            suffix = "" if method == "mean_difference" else f"-{method}"
+            return Direction.from_dataset(self.session, name, layer, method=method,
+                                          name=f"{name}@{layer}{suffix}")
+
+        def render(direction):
+            self.session.directions.add(direction)  # the registry listener selects it
+
+        self.submit(work, render, busy=f"Building '{self.source.value}'…")
+
+    def refresh(self) -> None:
+        """Recompute token projections, set projections and similarities (all from cache)."""
+        if not self.direction.value or self.direction.value not in self.session.directions:
+            return
+        d = self.session.directions[self.direction.value]
+        inner, layer, text = self.inner.value, self.layer.value, self.text.value
+        data = datasets.load(self.contrast.value)
+        comparable = [x for x in self.session.directions if x.where == d.where]
+
+        def work(progress):
+            tokens = token_projection(self.session, text, d, layer, inner, progress) \
+                if text.strip() else None
+            batch = project_texts(self.session, d, data.texts, data.labels, layer, inner,
+                                  progress=progress)
+            return tokens, batch, similarity_matrix(comparable, self.session, inner)
+
+        self.submit(work, self._render, busy="Projecting…")
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _render(self, value) -> None:
+        tokens, batch, matrix = value
+        self.result = value
+        self.tokens.value = token_html(tokens) if tokens is not None else ""
+        sync_figure(self.hist_fig, projection_histogram(batch), width=480)
+        sync_figure(self.sim_fig, similarity_heatmap(matrix), width=480)
+        d = self.session.directions[self.direction.value]
+        note = "" if d.layer in (None, self.layer.value) else \
+            f" (direction built at layer {d.layer}, read at layer {self.layer.value})"
+        self.show_info(f"'{d.name}': {d.method}, {d.where}{note}.")
+
+    def _on_direction(self, _) -> None:
+        if self._syncing:
+            return
+        name = self.direction.value
+        if name and name in self.session.directions:
+            d = self.session.directions[name]
+            target = self.session.n_blocks if d.layer is None else d.layer
+            if self.layer.value != target:
+                self.layer.value = target  # triggers refresh
+                return
+        self.refresh()
+
+    def _on_registry(self, event: str, direction: Direction) -> None:
+        """Follow the registry: list its directions and select one that was just added."""
+        names = self.session.directions.names()
+        current = self.direction.value
+        if event == "added":
+            target = direction.name
+        else:
+            target = current if current in names else (names[-1] if names else None)
+        self._syncing = True
+        try:
+            self.direction.options = names
+        finally:
+            self._syncing = False
+        if self.direction.value == target:
+            self._on_direction(None)
+        else:
+            self.direction.value = target
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
