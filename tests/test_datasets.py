@@ -8,7 +8,7 @@ from toolkit import datasets
 
 
 def test_names_list_every_builtin():
-    assert datasets.names() == ["days", "months", "pairs", "sentiment", "truth"]
+    assert datasets.names() == ["days", "hours", "months", "pairs", "sentiment", "truth"]
 
 
 @pytest.mark.parametrize("name", ["sentiment", "truth"])
@@ -21,7 +21,7 @@ def test_labelled_sets_are_balanced_and_interactive_sized(name):
     assert all(len(t.split()) <= 15 for t in data.texts)
 
 
-@pytest.mark.parametrize("name, n_items", [("days", 7), ("months", 12)])
+@pytest.mark.parametrize("name, n_items", [("days", 7), ("months", 12), ("hours", 12)])
 def test_cycles_place_each_item_in_every_template(name, n_items):
     cycle = datasets.load(name)
     assert len(cycle.items) == n_items and len(cycle.templates) >= 5

@@ -127,3 +127,29 @@ def test_concept_projection_shows_build_errors_in_the_widget(session):
     w.build()
     assert "Error" in w.status.value and "single tokens" in w.status.value
     assert session.directions.names() == ["sentiment@2"]
+
+
+def test_circular_map_slider_redraws_without_a_model_call(session):
+    from widgets import CircularMap
+
+    w = CircularMap(session, background=False, warm=False, n_permutations=100)
+    calls = session.model_calls
+    before = [tuple(t.x) for t in w.map_fig.data]
+    w.layer.value = 2
+    after = [tuple(t.x) for t in w.map_fig.data]
+    assert after != before and w.map_fig.layout.title.text.startswith("days at layer 2")
+    assert w.curve_fig.layout.shapes[0].x0 == 2 and "layer 2:" in w.summary.value
+    w.method.value = "circle probe"
+    assert "circle probe" in w.map_fig.layout.title.text
+    assert session.model_calls == calls
+
+
+def test_circular_map_custom_cycle_and_errors(session):
+    from widgets import CircularMap
+
+    w = CircularMap(session, background=False, warm=False, n_permutations=100)
+    w.cycle.value = "custom"
+    w.custom.value = "a, b"
+    assert "at least four" in w.status.value and w.result.cycle == "days"
+    w.custom.value = "red, orange, yellow, green, blue"
+    assert w.result.cycle == "custom" and len(w.result.items) == 5

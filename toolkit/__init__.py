@@ -8,6 +8,7 @@ torch.Size([2, 1, 64])
 
 from . import datasets
 from .activations import Activations
+from .circular import CircularView, circular_view
 from .directions import Direction, DirectionRegistry
 from .loading import ModelLoadError
 from .probes import ProbeCurve, probe_curve
@@ -15,12 +16,14 @@ from .session import Session, SessionInfo
 
 __all__ = [
     "Activations",
+    "CircularView",
     "Direction",
     "DirectionRegistry",
     "ModelLoadError",
     "ProbeCurve",
     "Session",
     "SessionInfo",
+    "circular_view",
     "datasets",
     "probe_curve",
 ]

@@ -2,7 +2,7 @@
 
 >>> from toolkit import datasets
 >>> datasets.names()
-['days', 'months', 'pairs', 'sentiment', 'truth']
+['days', 'hours', 'months', 'pairs', 'sentiment', 'truth']
 >>> data = datasets.load("sentiment")
 >>> len(data.texts) == len(data.labels)
 True

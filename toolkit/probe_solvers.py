@@ -186,8 +186,7 @@ def fit_ridge(
 ) -> Fit:
     """Ridge regression (scikit-learn's ``|y - Zw - b|^2 + alpha |w|^2``), closed form.
 
-    Per-fold Gram matrices come from one pass: the Gram of all rows minus the Gram of the
-    fold's held-out rows. Solved by Cholesky in float64.
+    One Gram matrix per (layer, fold), all layers batched; solved by Cholesky in float64.
     """
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
@@ -195,26 +194,25 @@ def fit_ridge(
     F = train.shape[0]
     dev = values.device
     xc = (values - stats.center).contiguous()
-    gram_all = xc.transpose(1, 2) @ xc                             # float32, on centered data
-    grams = []
-    for f in range(F):
-        rows = xc[:, ~train[f]]
-        grams.append(gram_all - rows.transpose(1, 2) @ rows if rows.shape[1] else gram_all)
-    a = torch.stack(grams, 1).double()                                     # [L, F, D, D]
-    n = stats.n.double()                                                   # [F]
-    mu, sd = stats.mu.double(), stats.sd.double()                          # [L, F, D]
-    a -= n[None, :, None, None] * mu[..., :, None] * mu[..., None, :]      # centered Gram
-    a /= sd[..., :, None] * sd[..., None, :]
-    a.diagonal(dim1=-2, dim2=-1).add_(alpha)
-    xc = xc.double()
-
     y = torch.as_tensor(targets, device=dev, dtype=torch.float64)          # [S, N]
+    n = stats.n.double()                                                   # [F]
     tw = train.double()                                                    # [F, N]
     y_mean = (tw[:, None, :] * y[None]).sum(-1) / n[:, None]               # [F, S]
-    resid = (y[None] - y_mean[..., None]) * tw[:, None, :]                 # [F, S, N]
-    xty = torch.einsum("lnd,fsn->lfds", xc, resid)
-    rhs = (xty - mu[..., None] * resid.sum(-1)[None, :, None, :]) / sd[..., None]
-    W = torch.cholesky_solve(rhs.contiguous(), torch.linalg.cholesky(a))  # [L, F, D, S]
+    grams, rhs = [], []
+    for f in range(F):
+        # Standardize the fold's training rows, then take their Gram directly: subtracting
+        # mean outer products instead would cancel catastrophically on outlier dimensions.
+        rows = train[f]
+        z = (xc[:, rows] - stats.mu[:, f, None]) / stats.sd[:, f, None]    # [L, n_f, D]
+        grams.append(z.transpose(1, 2) @ z)
+        resid = (y[:, rows] - y_mean[f, :, None]).to(z.dtype)              # [S, n_f]
+        rhs.append(torch.einsum("lnd,sn->lds", z, resid))
+    a = torch.stack(grams, 1).double()                                     # [L, F, D, D]
+    a.diagonal(dim1=-2, dim2=-1).add_(alpha)
+    rhs = torch.stack(rhs, 1).double()                                     # [L, F, D, S]
+    W = torch.cholesky_solve(rhs, torch.linalg.cholesky(a))               # [L, F, D, S]
+    mu, sd = stats.mu.double(), stats.sd.double()
+    xc = xc.double()
     w_raw = W / sd[..., None]
     offset = y_mean[None] - (mu[..., None] * w_raw).sum(2)                 # [L, F, S]
     outputs = torch.einsum("lnd,lfds->lfsn", xc, w_raw) + offset[..., None]

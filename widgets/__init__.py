@@ -5,7 +5,8 @@
 >>> ProbeCurves(Session.load(), dataset="truth")     # doctest: +SKIP
 """
 
+from .circular import CircularMap
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
 
-__all__ = ["ConceptProjection", "ProbeCurves"]
+__all__ = ["CircularMap", "ConceptProjection", "ProbeCurves"]

@@ -175,3 +175,74 @@ def similarity_heatmap(matrix) -> go.Figure:
         yaxis={"autorange": "reversed"},
     )
     return fig
+
+
+def cyclic_colors(k: int) -> list[str]:
+    """One hue per item around the color wheel, so neighbours in the cycle look alike."""
+    return [f"hsl({round(360 * i / k)}, 70%, 45%)" for i in range(k)]
+
+
+def circular_scatter(view, layer: int) -> go.Figure:
+    """Examples at ``layer`` in 2-D, colored by item; item means joined in cyclic order."""
+    xy = view.coords[layer]
+    means = view.item_means(layer)
+    colors = cyclic_colors(len(view.items))
+    texts = np.asarray(view.texts)
+    traces = [
+        go.Scatter(
+            x=xy[view.item_index == k, 0], y=xy[view.item_index == k, 1], mode="markers",
+            name=item, marker={"color": colors[k], "size": 7, "opacity": 0.55},
+            text=texts[view.item_index == k], hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
+        )
+        for k, item in enumerate(view.items)
+    ]
+    loop = np.vstack([means, means[:1]])
+    traces.append(go.Scatter(x=loop[:, 0], y=loop[:, 1], mode="lines", name="cyclic order",
+                             line={"color": "#333", "width": 1.5}, hoverinfo="skip",
+                             showlegend=False))
+    traces.append(go.Scatter(
+        x=means[:, 0], y=means[:, 1], mode="markers+text", text=list(view.items),
+        textposition="top center", name="item means", showlegend=False,
+        marker={"color": colors, "size": 13, "line": {"color": "#222", "width": 1}},
+        hovertemplate="%{text} (mean)<extra></extra>",
+    ))
+    method = {"pca": "PCA", "umap": "UMAP", "circle_probe": "circle probe (held out)"}
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title=f"{view.cycle} at layer {layer}: {method[view.method]}, {view.inner}",
+        height=430, margin={"l": 40, "r": 10, "t": 45, "b": 35}, template="plotly_white",
+        xaxis={"zeroline": False}, yaxis={"zeroline": False, "scaleanchor": "x"},
+    )
+    return fig
+
+
+def circularity_curve(view, layer: int | None = None) -> go.Figure:
+    """Per layer: rank correlation of item-mean distances with cyclic and linear distance,
+    and the permutation null band for the cyclic one."""
+    s = view.stats
+    x = list(view.layers)
+    traces = [
+        go.Scatter(x=x + x[::-1], y=s.null_high.tolist() + s.null_low.tolist()[::-1],
+                   fill="toself", fillcolor=CONTROL, opacity=0.25, line={"width": 0},
+                   name="null (95% of shuffled orders)", hoverinfo="skip"),
+        go.Scatter(x=x, y=s.rho_cyclic.tolist(), mode="lines+markers", name="ρ cyclic",
+                   line={"color": SCORE, "width": 2.5},
+                   customdata=np.stack([s.p_value, s.probe_score, s.probe_control], 1),
+                   hovertemplate=("layer %{x}: ρ cyclic %{y:.2f}, p = %{customdata[0]:.3f}"
+                                  "<br>circle probe %{customdata[1]:.2f} vs shuffled order "
+                                  "%{customdata[2]:.2f}<extra></extra>")),
+        go.Scatter(x=x, y=s.rho_linear.tolist(), mode="lines", name="ρ linear order",
+                   line={"color": "#e07b00", "dash": "dot"},
+                   hovertemplate="layer %{x}: ρ linear %{y:.2f}<extra></extra>"),
+    ]
+    shapes = [] if layer is None else [{"type": "line", "x0": layer, "x1": layer, "yref": "paper",
+                                        "y0": 0, "y1": 1, "line": {"color": "#e07b00"}}]
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title="Do item-mean distances follow the cycle?", xaxis_title="hidden state",
+        yaxis_title="Spearman ρ with distance", yaxis_range=[-1, 1], shapes=shapes,
+        height=430, margin={"l": 50, "r": 10, "t": 45, "b": 40}, template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig

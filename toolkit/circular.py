@@ -1,0 +1,306 @@
+"""Circular features (Engels et al., "Not All Language Model Features Are Linear").
+
+Days of the week or months may sit on a circle in some layers. Telling a real circle from an
+artefact needs the right null: a ridge "circle probe" onto (cos, sin) of each item's angle
+decodes a *shuffled* cyclic order about as well as the true one whenever the items are merely
+distinguishable, so the probe alone proves nothing. The headline test here is geometric: does
+the distance between item means follow cyclic distance (rank correlation, with a permutation
+p-value), and better than it follows linear-order distance?
+
+>>> view = circular_view(session, "days", method="pca", inner="standardized")  # doctest: +SKIP
+>>> view.stats.rho_cyclic[view.index(8)], view.stats.p_value[view.index(8)]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import datasets
+from .datasets import Cycle
+from .geometry import check_inner
+from .probe_solvers import fit_ridge, fold_standardization
+
+METHODS = ("pca", "umap", "circle_probe")
+CUSTOM_TEMPLATES = ("{}.", "This is {}.", "We talked about {} today.", "Next on the list: {}.",
+                    "I keep thinking of {}.", "The answer was {}.")
+
+
+@dataclass(frozen=True)
+class CircularityStats:
+    """Per-layer geometry test and circle-probe scores (arrays over ``layers``)."""
+
+    rho_cyclic: np.ndarray   # Spearman: item-mean distances vs cyclic distance
+    rho_linear: np.ndarray   # Spearman: item-mean distances vs linear-order distance
+    p_value: np.ndarray      # permutation p-value of rho_cyclic (item order shuffled)
+    null_low: np.ndarray     # 2.5% and 97.5% quantiles of rho_cyclic under the null
+    null_high: np.ndarray
+    probe_score: np.ndarray    # circle probe: leave-one-template-out item accuracy
+    probe_control: np.ndarray  # the same probe on a shuffled cyclic order
+    n_permutations: int
+
+    @property
+    def circular(self) -> np.ndarray:
+        """Significant cyclic structure that beats linear order (per layer)."""
+        return (self.p_value < 0.05) & (self.rho_cyclic > self.rho_linear)
+
+
+@dataclass(frozen=True, eq=False)
+class CircularView:
+    """2-D coordinates of every example at some layers, plus circularity tests at all layers."""
+
+    cycle: str
+    items: tuple[str, ...]
+    texts: tuple[str, ...]
+    item_index: np.ndarray              # [n] which item each example shows
+    template_index: np.ndarray          # [n] which carrier template
+    layers: tuple[int, ...]             # layers with statistics
+    method: str
+    inner: str
+    coords: dict[int, np.ndarray] = field(repr=False)   # layer -> [n, 2] (computed layers)
+    stats: CircularityStats = field(repr=False, default=None)
+    seed: int = 0
+
+    def index(self, layer: int) -> int:
+        try:
+            return self.layers.index(layer)
+        except ValueError:
+            raise KeyError(f"layer {layer} not in this view; layers: {list(self.layers)}") from None
+
+    def item_means(self, layer: int) -> np.ndarray:
+        """Mean 2-D position of each item ``[items, 2]``, in cyclic order."""
+        xy = self.coords[layer]
+        return np.stack([xy[self.item_index == k].mean(0) for k in range(len(self.items))])
+
+    def summary(self, layer: int) -> str:
+        i = self.index(layer)
+        s = self.stats
+        verdict = "circular" if s.circular[i] else "not shown circular"
+        return (f"layer {layer}: rho(cyclic) {s.rho_cyclic[i]:.2f} (p = {s.p_value[i]:.3f}), "
+                f"rho(linear) {s.rho_linear[i]:.2f}; circle probe {s.probe_score[i]:.2f} vs "
+                f"shuffled order {s.probe_control[i]:.2f} -> {verdict}")
+
+
+def load_cycle(cycle: str | Sequence[str], templates: Sequence[str] | None = None) -> Cycle:
+    """A built-in cycle by name ("days", "months", "hours") or a custom list of items."""
+    if isinstance(cycle, Cycle):
+        return cycle
+    if isinstance(cycle, str):
+        data = datasets.load(cycle)
+        if not isinstance(data, Cycle):
+            raise ValueError(f"{cycle!r} is not a cycle; built-in cycles: days, months, hours")
+        return data if templates is None else Cycle(data.name, data.description, data.items,
+                                                    tuple(templates))
+    items = tuple(str(x).strip() for x in cycle)
+    if len(items) < 4:
+        raise ValueError(f"a cycle needs at least 4 items to test circularity, got {len(items)}")
+    if len(set(items)) != len(items) or not all(items):
+        raise ValueError("cycle items must be distinct, non-empty words")
+    return Cycle("custom", "user-defined cycle", items, tuple(templates or CUSTOM_TEMPLATES))
+
+
+def circular_view(
+    session,
+    cycle: str | Sequence[str] = "days",
+    layers: Sequence[int] | None = None,
+    method: str = "pca",
+    inner: str = "euclidean",
+    *,
+    seed: int = 0,
+    n_permutations: int = 1000,
+    alpha: float = 10.0,
+    templates: Sequence[str] | None = None,
+    progress=None,
+) -> CircularView:
+    """Per-layer 2-D views of a cycle's examples and circularity tests.
+
+    Each item is placed in every carrier template and read at its own (last) token. ``method``
+    gives the 2-D coordinates for ``layers`` (default: all): "pca" (top two principal
+    components), "umap" (umap-learn, seeded) or "circle_probe" (held-out ridge predictions of
+    (cos, sin) of the item angle). Statistics are computed at the same layers, with distances
+    under ``inner``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    check_inner(inner)
+    data = load_cycle(cycle, templates)
+    examples = [(t.format(item), k, j) for k, item in enumerate(data.items)
+                for j, t in enumerate(data.templates)]
+    texts = [e[0] for e in examples]
+    item_index = np.array([e[1] for e in examples])
+    template_index = np.array([e[2] for e in examples])
+    at = [data.items[k] for k in item_index]
+    layers = session.check_layers(layers)
+    acts = session.activations(texts, layers=layers, at=at, progress=progress)
+    x = torch.stack([session.geometry.residual_map(inner, layer)(acts.layer(layer))
+                     for layer in layers])                                   # [L, n, D]
+    stats = circularity_stats(x, item_index, template_index, len(data.items), seed=seed,
+                              n_permutations=n_permutations, alpha=alpha)
+    coords = _coords(x, method, item_index, template_index, len(data.items), seed, alpha)
+    return CircularView(
+        cycle=data.name, items=data.items, texts=tuple(texts), item_index=item_index,
+        template_index=template_index, layers=layers, method=method, inner=inner,
+        coords=dict(zip(layers, coords)), stats=stats, seed=seed,
+    )
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+
+def cyclic_distance(k: int) -> np.ndarray:
+    i = np.arange(k)
+    d = np.abs(i[:, None] - i[None, :])
+    return np.minimum(d, k - d)
+
+
+def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: np.ndarray,
+                      k: int, *, seed: int = 0, n_permutations: int = 1000,
+                      alpha: float = 10.0) -> CircularityStats:
+    """Geometry test on item means plus the circle probe and its shuffled-order control.
+
+    ``x``: examples ``[L, n, D]`` already mapped into the chosen geometry.
+    """
+    means = torch.stack([x[:, item_index == j].mean(1) for j in range(k)], 1)  # [L, k, D]
+    dist = torch.cdist(means.double(), means.double()).cpu().numpy()            # [L, k, k]
+    iu = np.triu_indices(k, 1)
+    observed = np.stack([_rank(d[iu]) for d in dist])                           # [L, pairs]
+    steps = np.arange(k)
+    cyc = _rank(cyclic_distance(k)[iu])
+    lin = _rank(np.abs(steps[:, None] - steps[None, :])[iu])
+    rho_cyc, rho_lin = _corr(observed, cyc), _corr(observed, lin)
+    # Null: item labels are exchangeable. Relabelling permutes the pairs, and ranks are
+    # permutation-equivariant, so the permuted ranks are read off the observed rank matrix.
+    ranks = np.zeros(dist.shape)
+    ranks[:, iu[0], iu[1]] = observed
+    ranks += ranks.transpose(0, 2, 1)
+    perms = _permutations(k, n_permutations, seed)                              # [P, k]
+    null = _corr(ranks[:, perms[:, iu[0]], perms[:, iu[1]]], cyc)              # [L, P]
+    p_value = (1 + (null >= rho_cyc[:, None] - 1e-12).sum(1)) / (1 + len(perms))
+    score, control = circle_probe_scores(x, item_index, template_index, k, seed=seed, alpha=alpha)
+    return CircularityStats(
+        rho_cyclic=rho_cyc, rho_linear=rho_lin, p_value=p_value,
+        null_low=np.quantile(null, 0.025, axis=1), null_high=np.quantile(null, 0.975, axis=1),
+        probe_score=score, probe_control=control, n_permutations=len(perms),
+    )
+
+
+def _rank(v: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank), as Spearman's correlation uses."""
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(len(v))
+    sorted_v = v[order]
+    i = 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with ``b``."""
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean()
+    return (a @ b) / np.sqrt((a * a).sum(-1) * (b @ b) + 1e-300)
+
+
+def _permutations(k: int, n: int, seed: int) -> np.ndarray:
+    """All permutations when there are at most ``n``, else ``n`` random ones."""
+    if math.factorial(k) <= n:
+        return np.array(list(itertools.permutations(range(k))))
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(k) for _ in range(n)])
+
+
+def circle_probe_scores(x, item_index, template_index, k, *, seed=0, alpha=10.0):
+    """Leave-one-template-out accuracy of a ridge probe onto (cos, sin) of the item angle,
+    for the true cyclic order and for a shuffled order (the control). Returns two ``[L]``."""
+    predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
+                                           alpha=alpha, with_control=True)
+    angles = 2 * np.pi * np.arange(k) / k
+    scores = []
+    for pred, order in predictions:
+        angle = np.arctan2(pred[..., 1], pred[..., 0])                             # [L, n]
+        gap = np.abs(np.angle(np.exp(1j * (angle[..., None] - angles[order]))))    # [L, n, k]
+        scores.append((gap.argmin(-1) == item_index[None]).mean(1))
+    return scores[0], scores[1]
+
+
+def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, alpha=10.0,
+                             with_control=False):
+    """Held-out (cos, sin) predictions ``[L, n, 2]`` for the true order (and a shuffled one).
+
+    Returns a list of ``(predictions, order)`` where ``order[j]`` is the angle slot of item j.
+    """
+    n_templates = int(template_index.max()) + 1
+    if n_templates < 2:
+        raise ValueError("the circle probe needs at least two carrier templates")
+    orders = [np.arange(k)]
+    if with_control:
+        rng = np.random.default_rng(seed + 1)
+        shuffled = rng.permutation(k)
+        while k > 2 and np.array_equal(shuffled, np.arange(k)):
+            shuffled = rng.permutation(k)
+        orders.append(shuffled)
+    targets = []
+    for order in orders:
+        theta = 2 * np.pi * order[item_index] / k
+        targets += [np.cos(theta), np.sin(theta)]
+    train = torch.tensor(np.stack([template_index != t for t in range(n_templates)]
+                                  + [np.ones(len(item_index), bool)]), device=x.device)
+    values = x.float()
+    fit = fit_ridge(values, np.stack(targets), train, fold_standardization(values, train),
+                    alpha=alpha)
+    held = fit.outputs[:, torch.as_tensor(template_index, device=x.device),
+                       :, torch.arange(len(item_index), device=x.device), 0]  # [n, L, S]
+    held = held.permute(1, 0, 2).cpu().numpy()                                 # [L, n, S]
+    return [(held[..., 2 * i:2 * i + 2], order) for i, order in enumerate(orders)]
+
+
+# -- 2-D coordinates ------------------------------------------------------------------------------
+
+
+def _coords(x, method, item_index, template_index, k, seed, alpha) -> list[np.ndarray]:
+    if method == "pca":
+        return list(pca_2d(x))
+    if method == "circle_probe":
+        (pred, _), = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
+                                              alpha=alpha)
+        return list(pred)
+    return [umap_2d(layer_x, seed) for layer_x in x.cpu().numpy()]
+
+
+def pca_2d(x: torch.Tensor) -> np.ndarray:
+    """Top-two principal component scores per layer, batched: ``[L, n, D] -> [L, n, 2]``.
+
+    Signs are fixed so that the largest loading of each component is positive (deterministic).
+    """
+    centered = (x - x.mean(1, keepdim=True)).double()
+    _, _, vh = torch.linalg.svd(centered, full_matrices=False)
+    comps = vh[:, :2]                                                  # [L, 2, D]
+    flip = torch.sign(comps.gather(2, comps.abs().argmax(2, keepdim=True)))
+    scores = centered @ (comps * flip).transpose(1, 2)
+    return scores.float().cpu().numpy()
+
+
+def umap_2d(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """UMAP embedding of one layer's examples (umap-learn, seeded, deterministic)."""
+    import umap
+
+    n_neighbors = max(2, min(n_neighbors, len(x) - 1))
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed,
+                        init="spectral", n_jobs=1)
+    return reducer.fit_transform(x.astype(np.float32))
+
+
+def warm_umap() -> None:
+    """Compile umap-learn's numba kernels on a tiny input (the first call takes many seconds)."""
+    rng = np.random.default_rng(0)
+    umap_2d(rng.normal(size=(40, 8)).astype(np.float32), seed=0, n_neighbors=5)

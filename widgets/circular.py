@@ -1,0 +1,154 @@
+"""CircularMap: watch a cycle (days, months, hours, your own) take shape layer by layer.
+
+>>> CircularMap(session, cycle="months")                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from toolkit.circular import circular_view, warm_umap
+from toolkit.geometry import INNER_PRODUCTS
+
+from .base import View, sync_figure
+from .figures import circular_scatter, circularity_curve
+
+CYCLES = ("days", "months", "hours", "custom")
+METHODS = {"PCA": "pca", "UMAP": "umap", "circle probe": "circle_probe"}
+_umap_ready = threading.Event()
+
+
+def _warm_umap_once() -> None:
+    if not _umap_ready.is_set():
+        warm_umap()
+        _umap_ready.set()
+
+
+class CircularMap(View):
+    """Examples of a cyclic concept in 2-D at a chosen layer, beside the per-layer
+    circularity test (ρ with cyclic vs linear distance, permutation null band).
+
+    Moving the layer slider redraws from cached results; the model never reruns.
+    UMAP compiles with numba on first use: it is warmed in the background when the view opens,
+    and PCA is shown until it is ready.
+    """
+
+    def __init__(self, session, cycle: str = "days", *, background: bool = True,
+                 warm: bool = True, **view_options):
+        super().__init__(session, background=background)
+        self.view_options = view_options
+        self.views: dict[tuple, object] = {}
+        self.cycle = W.Dropdown(options=CYCLES, value=cycle if cycle in CYCLES else "custom",
+                                description="cycle", layout=W.Layout(width="200px"))
+        self.custom = W.Text(placeholder="red, orange, yellow, green, blue, violet",
+                             layout=W.Layout(width="360px", display="none"),
+                             continuous_update=False)
+        if cycle not in CYCLES:
+            self.custom.value = cycle if isinstance(cycle, str) else ", ".join(cycle)
+        self.method = W.ToggleButtons(options=list(METHODS), value="PCA",
+                                      style={"button_width": "95px"})
+        self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
+                                     style={"button_width": "95px"})
+        self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
+                                 value=min(8, session.n_blocks), continuous_update=True,
+                                 layout=W.Layout(width="520px"))
+        self.summary = W.HTML()
+        self.map_fig = go.FigureWidget(layout={"height": 430, "template": "plotly_white"})
+        self.curve_fig = go.FigureWidget(layout={"height": 430, "template": "plotly_white"})
+        self.children = [
+            W.HBox([self.cycle, self.custom]),
+            W.HBox([self.method, self.inner]),
+            self.layer,
+            W.HBox([self.map_fig, self.curve_fig]),
+            self.summary,
+            self.footer,
+        ]
+        self.cycle.observe(self._on_cycle, "value")
+        self.custom.observe(lambda _: self.compute(), "value")
+        self.inner.observe(lambda _: self.compute(), "value")
+        self.method.observe(lambda _: self.render_layer(), "value")
+        self.layer.observe(lambda _: self.render_layer(), "value")
+        self._on_cycle(None, compute=False)
+        if warm and background:
+            threading.Thread(target=_warm_umap_once, daemon=True, name="umap-warmup").start()
+        self.compute()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def compute(self) -> None:
+        """Statistics and PCA / circle-probe coordinates for every layer (one model call)."""
+        cycle = self._cycle_spec()
+        if cycle is None:
+            self.show_info("Type at least four items, separated by commas.")
+            return
+        inner = self.inner.value
+
+        def work(progress):
+            base = circular_view(self.session, cycle, method="pca", inner=inner,
+                                 progress=progress, **self.view_options)
+            probe = circular_view(self.session, cycle, method="circle_probe", inner=inner,
+                                  **self.view_options)
+            return base, probe
+
+        def render(value):
+            base, probe = value
+            self.views = {("pca",): base, ("circle_probe",): probe}
+            self.result = base
+            self.render_layer()
+
+        self.submit(work, render, busy="Reading the cycle's examples…")
+
+    def render_layer(self) -> None:
+        """Redraw the map and marker for the slider's layer (cached; UMAP on demand)."""
+        if self.result is None:
+            return
+        layer, method = self.layer.value, METHODS[self.method.value]
+        key = (method,) if method != "umap" else ("umap", layer)
+        if key in self.views:
+            self._draw(self.views[key], layer)
+            return
+        self._draw(self.views[("pca",)], layer)  # PCA meanwhile
+        cycle, inner = self._cycle_spec(), self.inner.value
+        busy = ("Computing UMAP (the first call compiles numba kernels, ~20 s); PCA shown "
+                "meanwhile…" if not _umap_ready.is_set() else "Computing UMAP…")
+
+        def work(progress):
+            view = circular_view(self.session, cycle, layers=[layer], method="umap",
+                                 inner=inner, **self.view_options)
+            _umap_ready.set()
+            return view
+
+        def render(view):
+            self.views[key] = view
+            if self.layer.value == layer and METHODS[self.method.value] == "umap":
+                self._draw(view, layer)
+
+        self.submit(work, render, busy=busy)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _draw(self, view, layer: int) -> None:
+        stats_view = self.views[("pca",)]
+        sync_figure(self.map_fig, circular_scatter(view, layer), width=470)
+        if self.curve_fig.data and len(self.curve_fig.data) == 3 and \
+                self.curve_fig.layout.meta == id(stats_view):
+            self.curve_fig.layout.shapes = circularity_curve(stats_view, layer).layout.shapes
+        else:
+            sync_figure(self.curve_fig, circularity_curve(stats_view, layer), width=470)
+            self.curve_fig.layout.meta = id(stats_view)
+        self.summary.value = f"<code>{stats_view.summary(layer)}</code>"
+
+    def _on_cycle(self, _, compute: bool = True) -> None:
+        custom = self.cycle.value == "custom"
+        self.custom.layout.display = "" if custom else "none"
+        if compute:
+            self.compute()
+
+    def _cycle_spec(self):
+        if self.cycle.value != "custom":
+            return self.cycle.value
+        items = [x.strip() for x in self.custom.value.split(",") if x.strip()]
+        return items if len(items) >= 4 else None
