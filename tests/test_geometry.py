@@ -70,7 +70,7 @@ def test_probe_direction_points_to_the_second_class():
 def test_standardized_geometry_discounts_an_outlier_dimension(tiny):
     ref = make_acts(torch.randn(tiny.n_blocks + 1, 200, tiny.width))
     ref.values[:, :, 0] *= 100
-    tiny.geometry._reference = ref
+    tiny.geometry.set_reference(ref)
     outlier = Direction("outlier", torch.eye(tiny.width)[0], 2, "test")
     other = Direction("other", torch.eye(tiny.width)[0] + torch.eye(tiny.width)[1], 2, "test")
     assert cosine(outlier, other, tiny, "euclidean") == pytest.approx(2 ** -0.5, abs=1e-5)

@@ -153,3 +153,49 @@ def test_circular_map_custom_cycle_and_errors(session):
     assert "at least four" in w.status.value and w.result.cycle == "days"
     w.custom.value = "red, orange, yellow, green, blue"
     assert w.result.cycle == "custom" and len(w.result.items) == 5
+
+
+def test_steering_panel_shows_baseline_and_steered_side_by_side(session):
+    from toolkit import Steer
+    from widgets import SteeringPanel
+
+    w = SteeringPanel(session, background=False)
+    steer, tokens, shift = w.result
+    assert steer.alpha == 0.25 and "baseline" in w.baseline.value and "steered" in w.steered.value
+    expected = session.generate(w.prompt.value, w.max_tokens.value, steer=steer)
+    assert "".join(t.text for t in tokens) == expected
+    assert "rose most" in w.shift.value and "alpha 1 =" in w.unit.value
+    w.alpha.value = 0.0
+    assert w.result[1] == w.baseline_tokens and "0 of" in w.status.value
+    assert isinstance(w.current_steer(), Steer)
+
+
+def test_steering_panel_second_change_cancels_the_first(session):
+    from toolkit import Steer
+    from widgets import SteeringPanel
+
+    w = SteeringPanel(session, background=True, debounce=0.0)
+    w.wait()
+    w.max_tokens.value = 60
+    w.alpha.value = 0.9   # starts a generation ...
+    w.alpha.value = -0.6  # ... cancelled by this one before it finishes
+    w.wait()
+    steer, tokens, _ = w.result
+    assert steer.alpha == -0.6
+    expected = session.generate(w.prompt.value, 60, steer=Steer(steer.direction, 2, -0.6))
+    assert "".join(t.text for t in tokens) == expected
+    assert w.steered.value.count("<b>steered</b>") == 1
+
+
+def test_views_share_one_registry(session):
+    from widgets import ConceptProjection, ProbeCurves, SteeringPanel
+
+    probes = ProbeCurves(session, background=False)
+    steering = SteeringPanel(session, background=False)
+    projection = ConceptProjection(session, background=False)
+    probes.layer.value = 3
+    probes.name.value = "from-probe"
+    probes.use_as_direction()
+    assert "from-probe" in steering.direction.options and steering.direction.value == "from-probe"
+    assert steering.layer.value == 3 and steering.result[0].direction.name == "from-probe"
+    assert "from-probe" in projection.direction.options

@@ -13,6 +13,7 @@ from .directions import Direction, DirectionRegistry
 from .loading import ModelLoadError
 from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
+from .steering import Steer, logit_shift
 
 __all__ = [
     "Activations",
@@ -23,7 +24,9 @@ __all__ = [
     "ProbeCurve",
     "Session",
     "SessionInfo",
+    "Steer",
     "circular_view",
     "datasets",
+    "logit_shift",
     "probe_curve",
 ]

@@ -72,7 +72,7 @@ class Geometry:
         self.session = session
         self._reference = reference
         self._causal: CausalWhitening | None = None
-        self._scales: dict[int, torch.Tensor] = {}
+        self._scales: dict[int, tuple[torch.Tensor, float]] = {}
 
     @property
     def causal(self) -> CausalWhitening:
@@ -82,6 +82,13 @@ class Geometry:
 
     def scale(self, layer: int, progress=None) -> torch.Tensor:
         """Per-dimension standard deviation of the reference activations at ``layer``."""
+        return self._reference_stats(layer, progress)[0]
+
+    def typical_norm(self, layer: int, progress=None) -> float:
+        """Median L2 norm of the reference activations at ``layer`` (steering's alpha unit)."""
+        return self._reference_stats(layer, progress)[1]
+
+    def _reference_stats(self, layer: int, progress=None):
         if layer not in self._scales:
             ref = self._reference
             if ref is None:
@@ -91,10 +98,16 @@ class Geometry:
                 ref = self.session.activations(texts, progress=progress)
             for i, lay in enumerate(ref.layers):
                 sd = ref.values[i].std(0)
-                self._scales[lay] = sd.clamp_min(1e-6 * float(sd.max()) + 1e-12)
+                norm = float(ref.values[i].norm(dim=-1).median())
+                self._scales[lay] = (sd.clamp_min(1e-6 * float(sd.max()) + 1e-12), norm)
             if layer not in self._scales:
                 raise KeyError(f"the reference activations hold no layer {layer}")
         return self._scales[layer]
+
+    def set_reference(self, acts) -> None:
+        """Use ``acts`` (all layers you need) for standardized scales and typical norms."""
+        self._reference = acts
+        self._scales.clear()
 
     def residual_map(self, inner: str, layer: int | None, progress=None):
         """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""

@@ -308,28 +308,29 @@ class Session:
         seed: int = 0,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        steer=None,
     ) -> str:
         """Continue ``prompt``; greedy when ``temperature == 0``, seeded sampling otherwise.
 
-        Returns only the new text. The global RNG state is left untouched.
+        ``steer``: a :class:`~toolkit.steering.Steer` (or a list) applied while generating.
+        Returns only the new text; the same seed gives the same text, and the global RNG is
+        left untouched.
+
+        >>> s.generate("The capital of France is", max_new_tokens=5)   # doctest: +SKIP
+        ' Paris.'
         """
+        return "".join(t.text for t in self.stream(
+            prompt, max_new_tokens=max_new_tokens, seed=seed, temperature=temperature,
+            top_p=top_p, steer=steer,
+        ))
+
+    def stream(self, prompt: str, max_new_tokens: int = 40, **options):
+        """Like :meth:`generate` but yields :class:`~toolkit.steering.Token` objects as they
+        are produced; pass ``should_stop=callable`` to end early (hooks are always removed)."""
+        from .steering import stream
+
         validate_texts([prompt])
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-        options = sampling if temperature > 0 else dict(do_sample=False)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with self.lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)
-            out = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                **options,
-            )
-        new = out[0, enc["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True)
+        return stream(self, prompt, max_new_tokens=max_new_tokens, **options)
 
 
 def _default_device() -> str:

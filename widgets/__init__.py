@@ -8,5 +8,6 @@
 from .circular import CircularMap
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
+from .steering import SteeringPanel
 
-__all__ = ["CircularMap", "ConceptProjection", "ProbeCurves"]
+__all__ = ["CircularMap", "ConceptProjection", "ProbeCurves", "SteeringPanel"]

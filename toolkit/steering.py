@@ -1,0 +1,284 @@
+"""Steering: add a scaled direction to the residual stream (or ablate it) while generating.
+
+>>> d = Direction.from_dataset(s, "sentiment", layer=10)                      # doctest: +SKIP
+>>> s.generate("I think the movie was", steer=Steer(d, alpha=0.5))           # doctest: +SKIP
+>>> logit_shift(s, "I think the movie was", Steer(d, alpha=0.5)).rose[:3]    # doctest: +SKIP
+
+``alpha`` is in units of the typical hidden-state norm at the steered layer (the median norm
+of reference activations, see :meth:`Geometry.typical_norm`), so ``alpha=0.5`` adds half a
+typical activation whatever the layer or model. ``Steer.unit(session)`` reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .directions import Direction, _single_token
+
+MODES = ("add", "ablate")
+POSITIONS = ("all", "new")
+
+
+@dataclass(frozen=True)
+class Steer:
+    """One intervention: ``mode="add"`` adds ``alpha`` typical norms along ``direction`` at
+    hidden state ``layer``; ``mode="ablate"`` projects the direction out. ``positions="new"``
+    leaves the prompt alone (only the last prompt token and generated tokens are steered)."""
+
+    direction: Direction
+    layer: int | None = None
+    alpha: float = 0.0
+    mode: str = "add"
+    positions: str = "all"
+
+    def __post_init__(self):
+        if not isinstance(self.direction, Direction):
+            raise TypeError(f"Steer needs a Direction, got {type(self.direction).__name__}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be 'add' or 'ablate', got {self.mode!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be 'all' or 'new', got {self.positions!r}")
+        if self.layer is None and self.direction.layer is None:
+            raise ValueError(f"direction {self.direction.name!r} lives in unembedding space: "
+                             "pass layer= to say where to steer")
+        if not np.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {self.alpha}")
+
+    @property
+    def at(self) -> int:
+        return self.direction.layer if self.layer is None else self.layer
+
+    def unit(self, session) -> float:
+        """The length of ``alpha = 1`` at this layer (typical hidden-state norm)."""
+        return session.geometry.typical_norm(session.check_layers(self.at)[0])
+
+    def __repr__(self) -> str:
+        what = f"alpha={self.alpha:+g}" if self.mode == "add" else "ablate"
+        name = self.direction.name
+        return f"Steer({name!r}, layer {self.at}, {what}, positions={self.positions})"
+
+
+def residual_vector(session, direction: Direction) -> torch.Tensor:
+    """Unit residual-stream vector for ``direction``.
+
+    An unembedding-space direction is mapped to the residual stream by the causal inner
+    product's Riesz map ``Cov(gamma)^-1 u`` (Park et al.), the vector that raises the concept's
+    logits most per unit of causal norm.
+    """
+    v = direction.vector.to(session.device)
+    if direction.space == "unembedding":
+        causal = session.geometry.causal
+        v = v @ (causal.whiten @ causal.whiten).to(v)
+    return v / v.norm()
+
+
+def steering_edits(session, steers: Steer | Sequence[Steer] | None) -> dict[int, Callable]:
+    """Edit functions for :meth:`Session.hooks`, several steers per layer composed in order."""
+    if steers is None:
+        return {}
+    steers = [steers] if isinstance(steers, Steer) else list(steers)
+    by_layer: dict[int, list] = {}
+    for steer in steers:
+        if not isinstance(steer, Steer):
+            raise TypeError(f"steer must be a Steer or a list of them, got {steer!r}")
+        layer = session.check_layers(steer.at)[0]
+        vector = residual_vector(session, steer.direction)
+        scale = steer.alpha * session.geometry.typical_norm(layer) if steer.mode == "add" else 0.0
+        by_layer.setdefault(layer, []).append((steer, vector, scale))
+
+    def make(items):
+        def edit(hidden: torch.Tensor) -> torch.Tensor:
+            out = hidden.clone()
+            # A multi-token pass is the prompt: with positions="new" only its last token.
+            for steer, v, scale in items:
+                part = out[:, -1:] if steer.positions == "new" and out.shape[1] > 1 else out
+                v = v.to(part.dtype)
+                if steer.mode == "add":
+                    part += scale * v
+                else:
+                    part -= (part @ v)[..., None] * v
+            return out
+
+        return edit
+
+    return {layer: make(items) for layer, items in by_layer.items()}
+
+
+# -- generation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """One generated token: its id and the text it added."""
+
+    id: int
+    text: str
+
+
+def stream(session, prompt: str, *, max_new_tokens: int = 40, seed: int = 0,
+           temperature: float = 0.0, top_p: float = 1.0, steer=None,
+           should_stop: Callable[[], bool] | None = None) -> Iterator[Token]:
+    """Yield new tokens one by one (greedy, or seeded sampling), with ``steer`` applied.
+
+    Closing the iterator or ``should_stop()`` returning True ends generation; the steering
+    hooks are removed in every case. With ``steer=None`` (or ``alpha=0``) and the same seed the
+    tokens are exactly those of plain generation.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    tok = session.tokenizer
+    ids = torch.tensor([tok(prompt)["input_ids"]], device=session.device)
+    edits = steering_edits(session, steer)
+    generator = torch.Generator(device=session.device).manual_seed(seed)
+    eos = tok.eos_token_id
+    with session.hooks(edits=edits), torch.inference_mode():
+        cache, step_ids, new, text = None, ids, [], ""
+        for _ in range(max_new_tokens):
+            if should_stop is not None and should_stop():
+                return
+            logits, cache = _next_logits(session.model, step_ids, cache)
+            next_id = _pick(logits, temperature, top_p, generator)
+            if next_id == eos:
+                return
+            new.append(next_id)
+            full = tok.decode(new, skip_special_tokens=True)
+            yield Token(next_id, full[len(text):])
+            text = full
+            step_ids = torch.tensor([[next_id]], device=session.device)
+
+
+def _next_logits(model, ids, cache):
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **_cache_kwargs(model, cache))
+    new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    return out.logits[0, -1].float(), new_cache
+
+
+def _cache_kwargs(model, cache) -> dict:
+    if cache is None:
+        return {}
+    name = getattr(model, "_reprlab_cache_kw", None)
+    if name is None:
+        import inspect
+
+        name = "cache" if "cache" in inspect.signature(model.forward).parameters \
+            else "past_key_values"
+        model._reprlab_cache_kw = name
+    return {name: cache}
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator) -> int:
+    if temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(0) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+        probs /= probs.sum()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+# -- logit shift and alpha sweep -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogitShift:
+    """Next-token distribution before and after steering: the biggest risers and fallers."""
+
+    prompt: str
+    rose: list[tuple[str, float, float]]   # (token, p_before, p_after)
+    fell: list[tuple[str, float, float]]
+    kl: float                               # KL(after || before), nats
+    before: torch.Tensor = None             # full distributions [vocab]
+    after: torch.Tensor = None
+
+    def prob_ratio(self, token_ids: Sequence[int]) -> tuple[float, float]:
+        """Total probability of ``token_ids`` before and after."""
+        idx = torch.as_tensor(list(token_ids))
+        return float(self.before[idx].sum()), float(self.after[idx].sum())
+
+
+def next_token_probs(session, prompt: str, steer=None) -> torch.Tensor:
+    """Probability of each next token after ``prompt`` ``[vocab]``, optionally steered."""
+    ids = torch.tensor([session.tokenizer(prompt)["input_ids"]], device=session.device)
+    with session.hooks(edits=steering_edits(session, steer)), torch.inference_mode():
+        logits, _ = _next_logits(session.model, ids, None)
+    return torch.softmax(logits, -1).cpu()
+
+
+def logit_shift(session, prompt: str, steer, k: int = 10) -> LogitShift:
+    """How ``steer`` changes the next-token distribution after ``prompt``."""
+    before = next_token_probs(session, prompt)
+    after = next_token_probs(session, prompt, steer)
+    delta = after - before
+    tok = session.tokenizer
+
+    def rows(order):
+        return [(tok.decode([int(i)]), float(before[i]), float(after[i])) for i in order]
+
+    kl = float((after * (after.clamp_min(1e-30).log() - before.clamp_min(1e-30).log())).sum())
+    return LogitShift(prompt, rows(delta.topk(k).indices), rows((-delta).topk(k).indices), kl,
+                      before, after)
+
+
+@dataclass(frozen=True)
+class AlphaSweep:
+    """A behaviour score at each alpha (mean over prompts)."""
+
+    alphas: np.ndarray
+    scores: np.ndarray
+    score: str
+    unit: float
+
+
+def word_ids(session, words: Sequence[str]) -> list[int]:
+    """Token id of each word as it appears mid-sentence (" word" if that is one token, else
+    "word" if that is, else the first token of " word")."""
+    ids = []
+    for w in words:
+        single = _single_token(session.tokenizer, w.strip())
+        ids.append(single if single is not None else
+                   session.tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"][0])
+    return ids
+
+
+def alpha_sweep(session, prompts: str | Sequence[str], direction: Direction,
+                alphas: Sequence[float], *, layer: int | None = None,
+                positive: Sequence[str] = (), negative: Sequence[str] = (),
+                mode: str = "add") -> AlphaSweep:
+    """Score steering strength: ``log P(positive words) - log P(negative words)`` for the next
+    token, averaged over ``prompts``, at each ``alpha``."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not positive or not negative:
+        raise ValueError("pass positive= and negative= words to score the next token")
+    pos, neg = word_ids(session, positive), word_ids(session, negative)
+    scores = []
+    for alpha in alphas:
+        steer = Steer(direction, layer, float(alpha), mode)
+        values = []
+        for prompt in prompts:
+            p = next_token_probs(session, prompt, steer)
+            values.append(float(p[pos].sum().log() - p[neg].sum().log()))
+        scores.append(np.mean(values))
+    unit = Steer(direction, layer, 0.0).unit(session)
+    return AlphaSweep(np.asarray(alphas, float), np.array(scores), "log P(pos) - log P(neg)", unit)
+
+
+def token_diff(baseline: Sequence[int], steered: Sequence[int]) -> list[bool]:
+    """For each steered token, whether it differs from the baseline (difflib alignment)."""
+    import difflib
+
+    changed = [True] * len(steered)
+    matcher = difflib.SequenceMatcher(a=list(baseline), b=list(steered), autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for j in range(block.b, block.b + block.size):
+            changed[j] = False
+    return changed

@@ -1,0 +1,198 @@
+"""SteeringPanel: add (or ablate) a direction in the residual stream and regenerate live.
+
+>>> SteeringPanel(session)                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import threading
+
+import ipywidgets as W
+
+from toolkit import Direction
+from toolkit.steering import Steer, logit_shift, token_diff
+
+from .base import View
+
+DEFAULT_PROMPT = "I think the movie was"
+
+
+class SteeringPanel(View):
+    """Baseline and steered text side by side (same seed), the steered text streaming in with
+    changed tokens highlighted, and the logit shift of the first new token.
+
+    Slider changes are debounced; a new setting cancels the generation in flight, so only the
+    latest setting ever writes the output.
+    """
+
+    def __init__(self, session, direction: Direction | None = None, *, background: bool = True,
+                 debounce: float = 0.25):
+        super().__init__(session, background=background)
+        if direction is not None:
+            session.directions.add(direction)
+        self.debounce_s = debounce if background else 0.0
+        self._timer: threading.Timer | None = None
+        self._baseline_key = None
+        self.baseline_tokens: list = []
+        self.prompt = W.Text(value=DEFAULT_PROMPT, description="prompt",
+                             layout=W.Layout(width="98%"), continuous_update=False)
+        self.direction = W.Dropdown(options=session.directions.names(), description="direction",
+                                    layout=W.Layout(width="320px"))
+        self.mode = W.ToggleButtons(options=["add", "ablate"], value="add",
+                                    style={"button_width": "70px"})
+        self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
+                                 value=session.n_blocks // 2, continuous_update=False)
+        self.alpha = W.FloatSlider(description="alpha", min=-1.0, max=1.0, step=0.05, value=0.25,
+                                   continuous_update=False, readout_format="+.2f")
+        self.max_tokens = W.IntSlider(description="tokens", min=5, max=120, value=30,
+                                      continuous_update=False)
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        self.temperature = W.FloatSlider(description="temp.", min=0.0, max=1.5, step=0.1,
+                                         value=0.0, continuous_update=False)
+        self.unit = W.HTML()
+        self.baseline = W.HTML(layout=W.Layout(width="49%"))
+        self.steered = W.HTML(layout=W.Layout(width="49%"))
+        self.shift = W.HTML()
+        self.children = [
+            self.prompt,
+            W.HBox([self.direction, self.mode]),
+            W.HBox([self.layer, self.alpha, self.unit]),
+            W.HBox([self.max_tokens, self.temperature, self.seed]),
+            W.HBox([self.baseline, self.steered]),
+            self.shift,
+            self.footer,
+        ]
+        for control in (self.prompt, self.direction, self.mode, self.layer, self.alpha,
+                        self.max_tokens, self.seed, self.temperature):
+            control.observe(lambda _: self.schedule(), "value")
+        self.direction.observe(self._on_direction, "value")
+        self._unsubscribe = session.directions.observe(self._on_registry)
+        if not session.directions.names():
+            self._build_default()
+        else:
+            self._on_direction(None)
+            self.schedule()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Regenerate after ``debounce`` seconds of quiet (slider drags coalesce)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.debounce_s <= 0:
+            self.regenerate()
+            return
+        self._timer = threading.Timer(self.debounce_s, self.regenerate)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def current_steer(self) -> Steer | None:
+        name = self.direction.value
+        if not name or name not in self.session.directions:
+            return None
+        return Steer(self.session.directions[name], layer=self.layer.value,
+                     alpha=self.alpha.value, mode=self.mode.value)
+
+    def regenerate(self) -> None:
+        """Baseline (cached per prompt and sampling settings) and steered text, streamed."""
+        steer = self.current_steer()
+        if steer is None:
+            self.show_info("No direction yet: build one in another view or pass direction=.")
+            return
+        prompt = self.prompt.value
+        options = dict(max_new_tokens=self.max_tokens.value, seed=self.seed.value,
+                       temperature=self.temperature.value)
+        baseline_key = (prompt, tuple(sorted(options.items())))
+
+        def work(progress):
+            if baseline_key != self._baseline_key:
+                self.baseline_tokens = list(self.session.stream(prompt, **options))
+                self._baseline_key = baseline_key
+                self.baseline.value = _panel("baseline", self.baseline_tokens)
+            shift = logit_shift(self.session, prompt, steer, k=6)
+            tokens = []
+            with contextlib.closing(self.session.stream(prompt, steer=steer, **options)) as it:
+                for token in it:
+                    progress(len(tokens) + 1, options["max_new_tokens"])  # raises if stale
+                    tokens.append(token)
+                    self.steered.value = _panel("steered", tokens, self._changed(tokens))
+            return steer, tokens, shift
+
+        self.submit(work, self._render, busy=f"Generating with {steer!r}…")
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _changed(self, tokens) -> list[bool]:
+        return token_diff([t.id for t in self.baseline_tokens], [t.id for t in tokens])
+
+    def _render(self, value) -> None:
+        steer, tokens, shift = value
+        self.result = value
+        self.steered.value = _panel("steered", tokens, self._changed(tokens))
+        self.shift.value = _shift_table(shift)
+        unit = steer.unit(self.session)
+        self.unit.value = (f"<span style='color:#555'>alpha 1 = {unit:.1f} "
+                           f"(typical norm at layer {steer.at})</span>")
+        changed = sum(self._changed(tokens))
+        self.show_info(f"{steer!r}: {changed} of {len(tokens)} tokens differ from the baseline.")
+
+    def _build_default(self) -> None:
+        layer = self.layer.value
+
+        def work(progress):
+            return Direction.from_dataset(self.session, "sentiment", layer)
+
+        self.submit(work, self.session.directions.add, busy="Building a sentiment direction…")
+
+    def _on_direction(self, _) -> None:
+        name = self.direction.value
+        if name in self.session.directions:
+            d = self.session.directions[name]
+            if d.layer is not None and d.layer != self.layer.value:
+                self.layer.value = d.layer
+
+    def _on_registry(self, event: str, direction: Direction) -> None:
+        names = self.session.directions.names()
+        target = direction.name if event == "added" else (
+            self.direction.value if self.direction.value in names else
+            (names[-1] if names else None))
+        self.direction.options = names
+        if self.direction.value != target:
+            self.direction.value = target
+        else:
+            self.schedule()
+
+    def close(self) -> None:
+        self._unsubscribe()
+        if self._timer is not None:
+            self._timer.cancel()
+        super().close()
+
+
+def _panel(title: str, tokens, changed=None) -> str:
+    spans = []
+    for i, token in enumerate(tokens):
+        text = html.escape(token.text).replace("\n", "<br>")
+        if changed is not None and changed[i]:
+            text = f"<mark style='background:#ffe08a'>{text}</mark>"
+        spans.append(text)
+    return (f"<div style='border:1px solid #ddd;border-radius:4px;padding:6px;min-height:4em'>"
+            f"<b>{title}</b><br>{''.join(spans)}</div>")
+
+
+def _shift_table(shift) -> str:
+    def rows(items, sign):
+        return "".join(
+            f"<tr><td><code>{html.escape(repr(tok))}</code></td><td>{before:.3f}</td>"
+            f"<td>{after:.3f}</td><td style='color:{'#1a7f37' if sign > 0 else '#b00020'}'>"
+            f"{after - before:+.3f}</td></tr>"
+            for tok, before, after in items
+        )
+
+    head = "<tr><th>token</th><th>before</th><th>after</th><th>change</th></tr>"
+    return (f"<div style='display:flex;gap:24px'><table><caption>first new token: rose most"
+            f"</caption>{head}{rows(shift.rose, 1)}</table><table><caption>fell most</caption>"
+            f"{head}{rows(shift.fell, -1)}</table></div>"
+            f"<div style='color:#555'>KL(steered || baseline) = {shift.kl:.3f} nats</div>")
