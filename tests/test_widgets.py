@@ -199,3 +199,34 @@ def test_views_share_one_registry(session):
     assert "from-probe" in steering.direction.options and steering.direction.value == "from-probe"
     assert steering.layer.value == 3 and steering.result[0].direction.name == "from-probe"
     assert "from-probe" in projection.direction.options
+
+
+def test_every_view_exports_html_and_csv(session, tmp_path):
+    import csv
+
+    from widgets import CircularMap, ConceptProjection, ProbeCurves, SteeringPanel
+
+    views = [ProbeCurves(session, background=False),
+             ConceptProjection(session, background=False),
+             CircularMap(session, background=False, warm=False, n_permutations=50),
+             SteeringPanel(session, background=False)]
+    for view in views:
+        name = type(view).__name__
+        rows = list(csv.DictReader(view.export_csv(tmp_path / f"{name}.csv").open()))
+        assert rows and set(view.rows()[0]) <= set(rows[0])
+        if view.figures():
+            text = view.export_html(tmp_path / f"{name}.html").read_text()
+            assert "plotly" in text and '<script src="http' not in text  # offline
+
+
+def test_explorer_builds_tabs_lazily_and_keeps_its_session_on_a_bad_load(session):
+    from widgets import Explorer
+
+    e = Explorer(session, background=False)
+    assert list(e.views) == [0] and "tiny-llama" in e.header.value
+    direction = e.send_to_steering()
+    assert e.tabs.selected_index == 3 and e.view("Steering").direction.value == direction.name
+    e.load_model("/no/such/model")
+    assert "model path not found" in e.model_status.value and e.session is session
+    e.tabs.selected_index = 2
+    assert 2 in e.views and "directions: 1" in e.header.value

@@ -6,8 +6,9 @@
 """
 
 from .circular import CircularMap
+from .explorer import Explorer
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
 from .steering import SteeringPanel
 
-__all__ = ["CircularMap", "ConceptProjection", "ProbeCurves", "SteeringPanel"]
+__all__ = ["CircularMap", "ConceptProjection", "Explorer", "ProbeCurves", "SteeringPanel"]

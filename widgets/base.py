@@ -8,10 +8,13 @@ without losing what the view already holds.
 
 from __future__ import annotations
 
+import csv
 import html
 import threading
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -33,7 +36,16 @@ class View(W.VBox):
         self.status = W.HTML(layout=W.Layout(min_height="1.6em"))
         self.progress = W.FloatProgress(min=0.0, max=1.0, layout=W.Layout(width="240px",
                                                                            visibility="hidden"))
-        self.footer = W.HBox([self.progress, self.status])
+        self.export_html_button = W.Button(description="HTML", icon="download",
+                                           tooltip="save the figures as standalone HTML",
+                                           layout=W.Layout(width="80px"))
+        self.export_csv_button = W.Button(description="CSV", icon="table",
+                                          tooltip="save the data behind the view as CSV",
+                                          layout=W.Layout(width="80px"))
+        self.export_html_button.on_click(lambda _: self._export(self.export_html))
+        self.export_csv_button.on_click(lambda _: self._export(self.export_csv))
+        self.footer = W.HBox([self.export_html_button, self.export_csv_button, self.progress,
+                              self.status])
         self._request = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -51,6 +63,62 @@ class View(W.VBox):
             "<span style='color:#b00020'><b>Error.</b> "
             f"{html.escape(message)}</span>"
         )
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def figures(self) -> list[go.Figure]:
+        """The plotly figures this view shows (FigureWidgets among its attributes)."""
+        return [v for v in vars(self).values() if isinstance(v, go.FigureWidget) and v.data]
+
+    def rows(self) -> list[dict]:
+        """The data behind the view, one dict per row (each view says what)."""
+        return []
+
+    def export_html(self, path: str | Path | None = None) -> Path:
+        """Write the figures into one standalone HTML file (plotly.js embedded: works offline).
+
+        A PNG of each figure is written beside it when kaleido is installed.
+        """
+        path = Path(path or self._default_name("html"))
+        figures = self.figures()
+        if not figures:
+            raise ValueError("nothing to export yet: wait for the view to draw")
+        parts = [go.Figure(f).to_html(full_html=False, include_plotlyjs=(i == 0))
+                 for i, f in enumerate(figures)]
+        path.write_text(f"<html><head><meta charset='utf-8'><title>{type(self).__name__}"
+                        f"</title></head><body>{''.join(parts)}</body></html>", "utf-8")
+        try:
+            import kaleido  # noqa: F401
+
+            for i, f in enumerate(figures):
+                go.Figure(f).write_image(path.with_name(f"{path.stem}-{i}.png"))
+        except Exception:  # kaleido missing or without a browser: HTML is enough
+            pass
+        return path
+
+    def export_csv(self, path: str | Path | None = None) -> Path:
+        """Write :meth:`rows` as CSV."""
+        rows = self.rows()
+        if not rows:
+            raise ValueError("nothing to export yet: wait for the view to compute")
+        path = Path(path or self._default_name("csv"))
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    def _default_name(self, ext: str) -> str:
+        return f"reprlab-{type(self).__name__}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
+
+    def _export(self, export) -> None:
+        try:
+            path = export()
+        except Exception as err:
+            self.show_error(err)
+            return
+        self.show_info(f"Saved {path.resolve()}")
 
     # -- work -----------------------------------------------------------------------------------
 

@@ -128,6 +128,20 @@ class CircularMap(View):
 
         self.submit(work, render, busy=busy)
 
+    def rows(self) -> list[dict]:
+        """Per-layer circularity statistics."""
+        view = self.views.get(("pca",))
+        if view is None:
+            return []
+        s = view.stats
+        return [{"layer": layer, "rho_cyclic": float(s.rho_cyclic[i]),
+                 "rho_linear": float(s.rho_linear[i]), "p_value": float(s.p_value[i]),
+                 "null_low": float(s.null_low[i]), "null_high": float(s.null_high[i]),
+                 "circle_probe": float(s.probe_score[i]),
+                 "circle_probe_shuffled": float(s.probe_control[i]),
+                 "circular": bool(s.circular[i]), "cycle": view.cycle, "inner": view.inner}
+                for i, layer in enumerate(view.layers)]
+
     # -- internals ------------------------------------------------------------------------------
 
     def _draw(self, view, layer: int) -> None:

@@ -105,6 +105,10 @@ class ProbeCurves(View):
                        "the other views can use it now.")
         return direction
 
+    def rows(self) -> list[dict]:
+        """Per-layer score, fold spread, control and selectivity."""
+        return self.result.rows() if self.result is not None else []
+
     # -- internals ------------------------------------------------------------------------------
 
     def _render(self, value) -> None:

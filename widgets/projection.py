@@ -119,6 +119,21 @@ class ConceptProjection(View):
 
         self.submit(work, self._render, busy="Projecting…")
 
+    def rows(self) -> list[dict]:
+        """Token projections of the text, then the projections of the labelled set."""
+        if self.result is None:
+            return []
+        tokens, batch, _ = self.result
+        out = []
+        if tokens is not None:
+            out += [{"kind": "token", "position": i, "text": t, "projection": float(v),
+                     "layer": tokens.layer, "inner": tokens.inner}
+                    for i, (t, v) in enumerate(zip(tokens.tokens, tokens.values))]
+        out += [{"kind": "text", "text": t, "label": lab, "projection": float(v),
+                 "layer": batch.layer, "inner": batch.inner}
+                for t, lab, v in zip(batch.texts, batch.labels, batch.values)]
+        return out
+
     # -- internals ------------------------------------------------------------------------------
 
     def _render(self, value) -> None:

@@ -122,6 +122,21 @@ class SteeringPanel(View):
 
         self.submit(work, self._render, busy=f"Generating with {steer!r}…")
 
+    def rows(self) -> list[dict]:
+        """The baseline and steered texts, then the logit shift of the first new token."""
+        if self.result is None:
+            return []
+        steer, tokens, shift = self.result
+        setting = {"direction": steer.direction.name, "layer": steer.at, "alpha": steer.alpha,
+                   "mode": steer.mode, "prompt": self.prompt.value}
+        out = [{**setting, "kind": "baseline", "text": "".join(t.text for t in
+                                                              self.baseline_tokens)},
+               {**setting, "kind": "steered", "text": "".join(t.text for t in tokens)}]
+        for kind, items in (("rose", shift.rose), ("fell", shift.fell)):
+            out += [{**setting, "kind": kind, "text": tok, "p_before": b, "p_after": a}
+                    for tok, b, a in items]
+        return out
+
     # -- internals ------------------------------------------------------------------------------
 
     def _changed(self, tokens) -> list[bool]:
