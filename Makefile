@@ -31,10 +31,12 @@ test: venv
 	$(PY) -m pytest
 
 test-unit: venv  ## tiny-model tests only (seconds)
-	$(PY) -m pytest -m "not integration and not notebooks"
+	$(PY) -m pytest -m "not integration and not notebooks and not browser and not binder"
 
-bench: venv
+bench: venv  ## speed figures (minutes); each prints ratios against a baseline run alongside
 	$(PY) -m bench.extract
+	$(PY) -m bench.probes
+	$(PY) -m bench.steering
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache artifacts
