@@ -15,6 +15,8 @@ import torch
 from toolkit import Session, datasets, loading
 from toolkit.activations import _left_pad
 
+from .common import best_of, report
+
 
 def bench_texts(n: int) -> list[str]:
     pool = list(datasets.load("sentiment").texts) + list(datasets.load("truth").texts)
@@ -35,15 +37,6 @@ def plain_forward(session: Session, texts: list[str], batch_size: int) -> None:
             out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
                         output_hidden_states=True, use_cache=False)
             torch.stack(out.hidden_states)[:, :, -1].float()
-
-
-def timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv=None) -> dict:
@@ -70,9 +63,9 @@ def main(argv=None) -> dict:
                                            progress=False, cache=False)
 
     plain_forward(session, texts[: args.batch_size], args.batch_size)  # warm-up
-    t_plain = timed(lambda: plain_forward(session, texts, args.batch_size), args.repeats)
-    t_all = timed(extract(None), args.repeats)
-    t_half = timed(extract(half), args.repeats)
+    t_plain = best_of(lambda: plain_forward(session, texts, args.batch_size), args.repeats)
+    t_all = best_of(extract(None), args.repeats)
+    t_half = best_of(extract(half), args.repeats)
     results = {
         "texts": len(texts), "tokens": n_tokens,
         "plain tokens/s": n_tokens / t_plain,
@@ -86,9 +79,7 @@ def main(argv=None) -> dict:
         loading.load_model(None, use_cache=False)
         results["cold GGUF load s"] = time.perf_counter() - start
         results["cached load s (target <= 5)"] = cached_load
-    print(f"# extraction on {session.info}")
-    for key, value in results.items():
-        print(f"{key:40s} {value:10.2f}" if isinstance(value, float) else f"{key:40s} {value:10d}")
+    report(f"extraction on {session.info}", results)
     return results
 
 

@@ -15,6 +15,8 @@ import torch
 
 from toolkit import Session, datasets, probe_curve
 
+from .common import report
+
 PREFIXES = ("", "Honestly, ", "I think ", "To be fair, ", "Well, ")
 
 
@@ -83,9 +85,7 @@ def main(argv=None) -> dict:
             f"{with_control.control[with_control.best_layer_index]:.3f}"
         ),
     }
-    print(f"# probes on {session.info}")
-    for key, value in results.items():
-        print(f"{key:45s} {value:10.3f}" if isinstance(value, float) else f"{key:45s} {value:>10}")
+    report(f"probes on {session.info}", results)
     return results
 
 

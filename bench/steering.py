@@ -7,20 +7,12 @@ Target: steered >= 0.9x plain.
 from __future__ import annotations
 
 import argparse
-import time
 
 from toolkit import Direction, Session, Steer
 
+from .common import best_of, report
+
 PROMPT = "I think the movie was"
-
-
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv=None) -> dict:
@@ -59,9 +51,7 @@ def main(argv=None) -> dict:
         "steered tokens/s (one hook)": n_steered / t_steered,
         "ratio (target >= 0.9)": (n_steered / t_steered) / (n_plain / t_plain),
     }
-    print(f"# steering on {session.info}, layer {layer}, {args.tokens} new tokens")
-    for key, value in results.items():
-        print(f"{key:40s} {value:10.2f}")
+    report(f"steering on {session.info}, layer {layer}, {args.tokens} new tokens", results)
     return results
 
 

@@ -30,3 +30,12 @@ def assert_close_relative(actual: torch.Tensor, expected: torch.Tensor, rtol: fl
     scale = expected.norm(dim=-1).clamp_min(1e-6)
     worst = (err / scale).max().item()
     assert worst <= rtol, f"relative error {worst:.2e} > {rtol:.0e}"
+
+
+def expected_at(ref: torch.Tensor, at, position: int) -> torch.Tensor:
+    """What ``activations(at=...)`` should return for one text, from its reference states."""
+    if at == "mean":
+        return ref.mean(1)
+    if at == "last":
+        return ref[:, -1]
+    return ref[:, at if isinstance(at, int) else position]

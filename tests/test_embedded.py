@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_close_relative, reference_hidden_states
+from conftest import assert_close_relative, expected_at, reference_hidden_states
 
 from toolkit import datasets, loading
 
@@ -31,16 +31,9 @@ def test_all_31_hidden_states_match_transformers_batched_and_unbatched(smol, at)
     assert batched.values.shape == (31, len(texts), 576)
     assert_close_relative(batched.values, single.values)
     for i, text in enumerate(texts):
-        ref = reference_hidden_states(smol, text)
-        if at == "mean":
-            expected = ref.mean(1)
-        elif at == "last":
-            expected = ref[:, -1]
-        elif isinstance(at, int):
-            expected = ref[:, at]
-        else:
+        if at == "Friday":
             assert batched.tokens[i] == " Friday"
-            expected = ref[:, batched.positions[i]]
+        expected = expected_at(reference_hidden_states(smol, text), at, batched.positions[i])
         assert_close_relative(batched.values[:, i], expected)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_close_relative, reference_hidden_states
+from conftest import assert_close_relative, expected_at, reference_hidden_states
 
 from toolkit import Session
 from toolkit.hooks import hook_count
@@ -31,15 +31,7 @@ def test_batched_extraction_matches_output_hidden_states(arch, at):
     acts = s.activations(texts, at=at, batch_size=3)
     assert acts.values.shape == (BLOCKS + 1, len(texts), WIDTH)
     for i, text in enumerate(texts):
-        ref = reference_hidden_states(s, text)
-        if at == "mean":
-            expected = ref.mean(1)
-        elif at == "last":
-            expected = ref[:, -1]
-        elif isinstance(at, int):
-            expected = ref[:, at]
-        else:
-            expected = ref[:, acts.positions[i]]
+        expected = expected_at(reference_hidden_states(s, text), at, acts.positions[i])
         assert_close_relative(acts.values[:, i], expected)
 
 

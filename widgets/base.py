@@ -190,3 +190,11 @@ def sync_figure(target: go.FigureWidget, source: go.Figure, width: int | None = 
         target.layout = source.layout
         if width is not None:
             target.layout.width = width
+
+
+def registry_target(names: list[str], current: str | None, event: str, name: str) -> str | None:
+    """What a direction dropdown should select after a registry event: a direction just added,
+    else the current one while it still exists, else the newest."""
+    if event == "added":
+        return name
+    return current if current in names else (names[-1] if names else None)

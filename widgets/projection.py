@@ -16,7 +16,7 @@ from toolkit.geometry import (
     token_projection,
 )
 
-from .base import View, sync_figure
+from .base import View, registry_target, sync_figure
 from .figures import projection_histogram, similarity_heatmap, token_html
 
 CONTRASTS = ("sentiment", "truth")
@@ -162,11 +162,7 @@ class ConceptProjection(View):
     def _on_registry(self, event: str, direction: Direction) -> None:
         """Follow the registry: list its directions and select one that was just added."""
         names = self.session.directions.names()
-        current = self.direction.value
-        if event == "added":
-            target = direction.name
-        else:
-            target = current if current in names else (names[-1] if names else None)
+        target = registry_target(names, self.direction.value, event, direction.name)
         self._syncing = True
         try:
             self.direction.options = names

@@ -14,7 +14,7 @@ import ipywidgets as W
 from toolkit import Direction
 from toolkit.steering import Steer, logit_shift, token_diff
 
-from .base import View
+from .base import View, registry_target
 
 DEFAULT_PROMPT = "I think the movie was"
 
@@ -170,9 +170,7 @@ class SteeringPanel(View):
 
     def _on_registry(self, event: str, direction: Direction) -> None:
         names = self.session.directions.names()
-        target = direction.name if event == "added" else (
-            self.direction.value if self.direction.value in names else
-            (names[-1] if names else None))
+        target = registry_target(names, self.direction.value, event, direction.name)
         self.direction.options = names
         if self.direction.value != target:
             self.direction.value = target
