@@ -1,0 +1,14 @@
+"""The benchmarks' quick modes run in seconds on a tiny model, so they never rot."""
+
+import pytest
+
+from bench import extract, probes, steering
+
+
+@pytest.mark.parametrize("bench", [extract, probes, steering], ids=lambda m: m.__name__)
+def test_benchmark_quick_mode_reports_its_ratios(bench, capsys):
+    results = bench.main(["--quick"])
+    printed = capsys.readouterr().out
+    ratios = [key for key in results if "ratio" in key or "speed-up" in key]
+    assert ratios and all(results[key] > 0 for key in ratios)
+    assert all(key in printed for key in results)
