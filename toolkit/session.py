@@ -291,6 +291,11 @@ class Session:
             self._cache.popitem(last=False)
 
     @property
+    def cache_entries(self) -> int:
+        """Number of cached activation sets."""
+        return len(self._cache)
+
+    @property
     def cache_bytes(self) -> int:
         """Bytes held by cached activations."""
         return sum(a.values.numel() * a.values.element_size() for a in self._cache.values())

@@ -94,7 +94,7 @@ class Explorer(W.VBox):
 
     def refresh_header(self) -> None:
         info = self.session.info
-        cached = len(self.session._cache)  # noqa: SLF001 - a read-only peek for the header
+        cached = self.session.cache_entries
         self.header.value = (
             f"<div style='font-size:110%'><b>{html.escape(info.name)}</b> · {info.blocks} "
             f"blocks (hidden states 0..{info.blocks}) · width {info.width} · "
