@@ -101,5 +101,7 @@ def test_custom_cycles_and_bad_cycles(tiny):
         load_cycle(["a", "b", "a", "c"])
     with pytest.raises(ValueError, match="not a cycle"):
         load_cycle("sentiment")
+    with pytest.raises(ValueError, match="attention sink"):
+        load_cycle(["a", "b", "c", "d"], templates=["{} is here."])
     with pytest.raises(ValueError, match="unknown method 'tsne'"):
         circular_view(tiny, "days", method="tsne")

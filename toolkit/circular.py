@@ -27,8 +27,9 @@ from .geometry import check_inner
 from .probe_solvers import fit_ridge, fold_standardization
 
 METHODS = ("pca", "umap", "circle_probe")
-CUSTOM_TEMPLATES = ("{}.", "This is {}.", "We talked about {} today.", "Next on the list: {}.",
-                    "I keep thinking of {}.", "The answer was {}.")
+# Items never open a text: the first token is an attention sink with huge activations.
+CUSTOM_TEMPLATES = ("It was {}.", "This is {}.", "We talked about {} today.",
+                    "Next on the list: {}.", "I keep thinking of {}.", "The answer was {}.")
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,29 @@ def load_cycle(cycle: str | Sequence[str], templates: Sequence[str] | None = Non
         data = datasets.load(cycle)
         if not isinstance(data, Cycle):
             raise ValueError(f"{cycle!r} is not a cycle; built-in cycles: days, months, hours")
-        return data if templates is None else Cycle(data.name, data.description, data.items,
-                                                    tuple(templates))
+        if templates is None:
+            return data
+        return Cycle(data.name, data.description, data.items, tuple(_check_templates(templates)))
+    if templates is not None:
+        _check_templates(templates)
     items = tuple(str(x).strip() for x in cycle)
     if len(items) < 4:
         raise ValueError(f"a cycle needs at least 4 items to test circularity, got {len(items)}")
     if len(set(items)) != len(items) or not all(items):
         raise ValueError("cycle items must be distinct, non-empty words")
     return Cycle("custom", "user-defined cycle", items, tuple(templates or CUSTOM_TEMPLATES))
+
+
+def _check_templates(templates: Sequence[str]) -> Sequence[str]:
+    for t in templates:
+        if "{}" not in t:
+            raise ValueError(f"template {t!r} has no '{{}}' for the item")
+        if t.lstrip().startswith("{}"):
+            raise ValueError(
+                f"template {t!r} puts the item first: the first token is an attention sink with "
+                "outsized activations that swamps distances; put a word before it"
+            )
+    return templates
 
 
 def circular_view(

@@ -38,10 +38,10 @@ class View(W.VBox):
                                                                            visibility="hidden"))
         self.export_html_button = W.Button(description="HTML", icon="download",
                                            tooltip="save the figures as standalone HTML",
-                                           layout=W.Layout(width="80px"))
+                                           layout=W.Layout(width="90px"))
         self.export_csv_button = W.Button(description="CSV", icon="table",
                                           tooltip="save the data behind the view as CSV",
-                                          layout=W.Layout(width="80px"))
+                                          layout=W.Layout(width="90px"))
         self.export_html_button.on_click(lambda _: self._export(self.export_html))
         self.export_csv_button.on_click(lambda _: self._export(self.export_csv))
         self.footer = W.HBox([self.export_html_button, self.export_csv_button, self.progress,

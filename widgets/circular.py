@@ -49,9 +49,9 @@ class CircularMap(View):
         if cycle not in CYCLES:
             self.custom.value = cycle if isinstance(cycle, str) else ", ".join(cycle)
         self.method = W.ToggleButtons(options=list(METHODS), value="PCA",
-                                      style={"button_width": "95px"})
+                                      style={"button_width": "110px"})
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
-                                     style={"button_width": "95px"})
+                                     style={"button_width": "110px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))

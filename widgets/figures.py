@@ -124,10 +124,13 @@ def token_html(projection) -> str:
     import html
 
     values = np.asarray(projection.values, dtype=float)
-    peak = float(np.abs(values).max()) or 1.0
+    # The first token is an attention sink with outsized activations: keep it out of the color
+    # scale (its value still shows on hover), and clip anything beyond the scale.
+    scaled = values[1:] if len(values) > 2 else values
+    peak = float(np.abs(scaled).max()) or 1.0
     spans = []
     for token, value in zip(projection.tokens, values):
-        t = value / peak
+        t = float(np.clip(value / peak, -1, 1))
         rgb = (255, int(255 * (1 - t)), int(255 * (1 - t))) if t > 0 else \
             (int(255 * (1 + t)), int(255 * (1 + t)), 255)
         shown = html.escape(token).replace(" ", "&nbsp;") or "&#9251;"
@@ -137,7 +140,8 @@ def token_html(projection) -> str:
         )
     legend = (f"<div style='color:#555;font-size:90%;margin-top:4px'>layer {projection.layer}, "
               f"{projection.inner} projection on '{html.escape(projection.direction)}'; "
-              f"scale ±{peak:.3g} (hover a token for its value)</div>")
+              f"color scale ±{peak:.3g}, first token excluded (attention sink); hover a token for "
+              f"its value</div>")
     return "<div style='line-height:2'>" + "".join(spans) + "</div>" + legend
 
 

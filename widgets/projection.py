@@ -47,7 +47,7 @@ class ConceptProjection(View):
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
                                     layout=W.Layout(width="320px"))
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
-                                     style={"button_width": "95px"})
+                                     style={"button_width": "110px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False,
                                  layout=W.Layout(width="420px"))
