@@ -59,3 +59,17 @@ def test_builtin_cycle_items_are_read_at_their_own_token(smol, name):
     acts = smol.activations(list(texts), layers=[6], at=list(items))
     for item, token in zip(items, acts.tokens, strict=True):
         assert token.strip() and token.strip() in item
+
+
+def test_corrupted_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv(loading.CACHE_ENV, str(tmp_path))
+    loading.load_model(None)
+    folder = loading.converted_cache_dir(loading.embedded_gguf_path())
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1 << 20])  # a truncated file, as after a crash
+    assert not loading._cache_is_valid(folder)
+    model, tok, _ = loading.load_model(None)
+    assert loading._cache_is_valid(folder)
+    enc = tok("Hello", return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.isfinite(model(**enc).logits).all()
