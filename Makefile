@@ -33,10 +33,8 @@ test: venv
 test-unit: venv  ## tiny-model tests only (seconds)
 	$(PY) -m pytest -m "not integration and not notebooks and not browser and not binder"
 
-bench: venv  ## speed figures (minutes); each prints ratios against a baseline run alongside
-	$(PY) -m bench.extract
-	$(PY) -m bench.probes
-	$(PY) -m bench.steering
+bench: venv  ## speed figures (minutes), written to bench/RESULTS.md
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache artifacts

@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny model, few texts (smoke run)")
     parser.add_argument("--skip-load", action="store_true", help="skip the cold GGUF load")
     args = parser.parse_args(argv)

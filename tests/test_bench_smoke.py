@@ -12,3 +12,11 @@ def test_benchmark_quick_mode_reports_its_ratios(bench, capsys):
     ratios = [key for key in results if "ratio" in key or "speed-up" in key]
     assert ratios and all(results[key] > 0 for key in ratios)
     assert all(key in printed for key in results)
+
+
+def test_run_all_writes_a_results_table(tmp_path):
+    from bench import run_all
+
+    out = run_all.main(["--quick", "--out", str(tmp_path / "RESULTS.md")])
+    text = out.read_text()
+    assert "matmul throughput" in text and "| ratio all layers (target >= 1.15) |" in text
