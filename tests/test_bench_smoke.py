@@ -2,10 +2,10 @@
 
 import pytest
 
-from bench import extract, probes, steering
+from bench import extract, memory, probes, steering
 
 
-@pytest.mark.parametrize("bench", [extract, probes, steering], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("bench", [extract, memory, probes, steering], ids=lambda m: m.__name__)
 def test_benchmark_quick_mode_reports_its_ratios(bench, capsys):
     results = bench.main(["--quick"])
     printed = capsys.readouterr().out

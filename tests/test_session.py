@@ -1,5 +1,6 @@
 """Session on tiny random models of every supported family: discovery, extraction, hooks."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_close_relative, expected_at, reference_hidden_states
@@ -167,3 +168,24 @@ def test_per_text_positions_read_each_text_where_asked(tiny):
 def test_per_text_positions_must_match_text_count(tiny):
     with pytest.raises(ValueError, match="at has 2 positions but there are 3 texts"):
         tiny.activations(["a", "b", "c"], at=["a", "b"])
+
+
+def test_float16_storage_halves_memory_and_stays_close(tiny):
+    full = tiny.activations(TEXTS)
+    half = tiny.activations(TEXTS, dtype=torch.float16)
+    assert half.values.dtype == torch.float16 and half is not full
+    assert half.values.element_size() * 2 == full.values.element_size()
+    assert_close_relative(half.values.float(), full.values, rtol=2e-3)
+    assert tiny.activations(TEXTS, dtype=torch.float16) is half  # cached per dtype
+    with pytest.raises(ValueError, match="dtype must be"):
+        tiny.activations(TEXTS, dtype=torch.int8)
+
+
+def test_probe_curve_accepts_float16_activations(tiny):
+    from toolkit import probe_curve
+
+    texts = [f"{w} number {i}" for i in range(12) for w in ("apple", "stone")]
+    labels = [t.split()[0] for t in texts]
+    full = probe_curve(tiny.activations(texts, at="mean"), labels, folds=3)
+    half = probe_curve(tiny.activations(texts, at="mean", dtype=torch.float16), labels, folds=3)
+    assert np.allclose(full.scores, half.scores, atol=0.05)

@@ -206,10 +206,12 @@ def extract(
     batch_size: int,
     pad_id: int,
     progress: ProgressFn | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, list[_Encoded]]:
     """Run the model in left-padded batches and read ``layers`` at ``at``.
 
-    Returns float32 values ``[len(layers), len(texts), width]`` on the model's device.
+    Returns values ``[len(layers), len(texts), width]`` of ``dtype`` (float32, or float16 to
+    halve memory) on the model's device; positions are read in float32 first.
     Batches are formed from texts of similar length to keep padding small. The forward stops
     at the deepest requested layer, so later blocks and the LM head never run.
     """
@@ -217,14 +219,14 @@ def extract(
     encoded = [encode(tokenizer, t, a) for t, a in zip(texts, per_text, strict=True)]
     device = next(model.parameters()).device
     width = parts.unembedding.shape[-1]
-    out = torch.empty(len(layers), len(texts), width, dtype=torch.float32, device=device)
+    out = torch.empty(len(layers), len(texts), width, dtype=dtype, device=device)
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for done, batch in enumerate(batches, 1):
         ids, mask, pos = _left_pad([encoded[i].ids for i in batch], pad_id, device)
         captured = _run_until(model, parts, layers, ids, mask, pos)
         stacked = torch.stack([captured[layer] for layer in layers]).float()  # [L, b, T, D]
-        out[:, batch] = _select_positions(stacked, [encoded[i] for i in batch])
+        out[:, batch] = _select_positions(stacked, [encoded[i] for i in batch]).to(dtype)
         if progress is not None:
             progress(done, len(batches))
     return out, encoded

@@ -89,7 +89,7 @@ class Direction:
         >>> Direction.mean_difference(s.activations(pos), s.activations(neg), layer=12)
         ... # doctest: +SKIP
         """
-        pos, neg = pos_acts.layer(layer), neg_acts.layer(layer)
+        pos, neg = pos_acts.layer(layer).float(), neg_acts.layer(layer).float()
         return cls(
             name=name or f"mean-diff@{layer}",
             vector=pos.mean(0) - neg.mean(0),
@@ -111,9 +111,9 @@ class Direction:
         difference.
         """
         if isinstance(pairs_acts, tuple):
-            pos, neg = (a.layer(layer) for a in pairs_acts)
+            pos, neg = (a.layer(layer).float() for a in pairs_acts)
         else:
-            rows = pairs_acts.layer(layer)
+            rows = pairs_acts.layer(layer).float()
             if len(rows) % 2:
                 raise ValueError("alternating pairs need an even number of rows")
             pos, neg = rows[0::2], rows[1::2]

@@ -155,7 +155,7 @@ def probe_curve(
     y_raw, task = _check_labels(acts, labels, task)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
-    values = acts.values
+    values = acts.values.float()  # float16 storage is fine; fitting is float32
     if not torch.isfinite(values).all():
         bad = torch.nonzero(~torch.isfinite(values).all(dim=-1))[0].tolist()
         raise ValueError(

@@ -198,6 +198,7 @@ class Session:
         batch_size: int = 32,
         progress: bool | ProgressFn | None = None,
         cache: bool = True,
+        dtype: torch.dtype = torch.float32,
     ) -> Activations:
         """Hidden states of ``texts`` at ``layers`` (None = all), read ``at`` a position.
 
@@ -206,19 +207,22 @@ class Session:
         a list with one such position per text.
         Repeated calls with the same texts, layers and position come from an in-memory cache.
         ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
-        ``fn(done, total)`` receives batch counts.
+        ``fn(done, total)`` receives batch counts. ``dtype=torch.float16`` stores the result in
+        half the memory (kernel functions compute in float32 either way).
         """
         texts = validate_texts(texts)
         layers = self.check_layers(layers)
         at = position_key(at, len(texts))
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        key = (self.fingerprint, tuple(texts), at)
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        key = (self.fingerprint, tuple(texts), at, dtype)
         with self.lock:  # one forward pass at a time; cache reads and writes stay consistent
             hit = self._cache_lookup(key, layers) if cache else None
             if hit is not None:
                 return hit
-            values, encoded = self._extract(texts, layers, at, batch_size, progress)
+            values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype)
             acts = Activations(
                 values=values,
                 layers=layers,
@@ -254,7 +258,7 @@ class Session:
             self._cache_store(key, acts)
         return acts
 
-    def _extract(self, texts, layers, at, batch_size, progress):
+    def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32):
         n_batches = -(-len(texts) // batch_size)
         bar = None
         if callable(progress):
@@ -271,6 +275,7 @@ class Session:
             return extract(
                 self.model, self.parts, self.tokenizer, texts, layers, at,
                 batch_size=batch_size, pad_id=self.tokenizer.pad_token_id, progress=report,
+                dtype=dtype,
             )
         finally:
             if bar is not None:
