@@ -15,6 +15,18 @@ import sys
 from .common import report
 
 
+def _peak_mb() -> float:
+    """This process's peak resident memory. VmHWM, unlike ru_maxrss, is not inherited from a
+    large parent across exec on Linux."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(texts: int, dtype: str, quick: bool) -> dict:
     import torch
 
@@ -23,9 +35,9 @@ def _child(texts: int, dtype: str, quick: bool) -> dict:
     from .extract import bench_texts
 
     session = Session.tiny() if quick else Session.load()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _peak_mb()
     acts = session.activations(bench_texts(texts), dtype=getattr(torch, dtype), progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     stored = acts.values.numel() * acts.values.element_size() / 2**20
     return {"before_mb": before, "peak_mb": peak, "stored_mb": stored}
 
