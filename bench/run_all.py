@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from . import extract, memory, probes, steering
+from . import extract, memory, probes, steering, widgets
 from .common import best_of
 
 
@@ -44,6 +44,7 @@ def main(argv=None) -> Path:
         "Probe curves vs a scikit-learn loop": probes.main(flag),
         "Steered vs plain generation": steering.main(flag),
         "Memory of extracting all layers, float32 vs float16 storage": memory.main(flag),
+        "Widget latency (Python handler time)": widgets.main(flag),
     }
     gflops = matmul_gflops()
     from toolkit import Session

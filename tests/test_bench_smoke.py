@@ -20,3 +20,12 @@ def test_run_all_writes_a_results_table(tmp_path):
     out = run_all.main(["--quick", "--out", str(tmp_path / "RESULTS.md")])
     text = out.read_text()
     assert "matmul throughput" in text and "| ratio all layers (target >= 1.15) |" in text
+
+
+def test_widget_latency_bench_measures_every_view(capsys):
+    from bench import widgets
+
+    results = widgets.main(["--quick"])
+    names = {key.split(":")[0] for key in results}
+    assert names == {"ProbeCurves", "CircularMap", "ConceptProjection", "SteeringPanel"}
+    assert all(value > 0 for value in results.values())
