@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -74,12 +75,18 @@ def names() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in files.iterdir() if p.name.endswith(".json"))
 
 
+@functools.cache
+def _read(name: str) -> dict:
+    """Parsed JSON of a built-in data file, read once per process (views reload on every move)."""
+    return json.loads((resources.files("toolkit") / "data" / f"{name}.json").read_text("utf-8"))
+
+
 def load(name: str) -> Dataset:
     """Load a built-in dataset by name; see :func:`names`."""
     available = names()
     if name not in available:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(available)}")
-    raw = json.loads((resources.files("toolkit") / "data" / f"{name}.json").read_text("utf-8"))
+    raw = _read(name)
     kind = raw["kind"]
     if kind == "labelled":
         groups = tuple(raw["groups"]) if "groups" in raw else None

@@ -195,8 +195,7 @@ class Direction:
             curve = probe_curve(acts.select([layer]), data.labels, groups=data.groups)
             d = cls.from_probe(curve, layer, name=name)
             if d.info["positive"] != classes[0]:
-                d = -d.renamed(name)
-                d = replace(d, name=name)
+                d = replace(d, vector=-d.vector)
         else:
             raise ValueError(f"unknown method {method!r}; use mean_difference, probe or "
                              "pca_of_differences")

@@ -14,7 +14,7 @@ from toolkit.circular import circular_view, warm_umap
 from toolkit.geometry import INNER_PRODUCTS
 
 from .base import View, sync_figure
-from .figures import circular_scatter, circularity_curve
+from .figures import circular_scatter, circularity_curve, layer_marker
 
 CYCLES = ("days", "months", "hours", "custom")
 METHODS = {"PCA": "pca", "UMAP": "umap", "circle probe": "circle_probe"}
@@ -149,7 +149,7 @@ class CircularMap(View):
         sync_figure(self.map_fig, circular_scatter(view, layer), width=470)
         if self.curve_fig.data and len(self.curve_fig.data) == 3 and \
                 self.curve_fig.layout.meta == id(stats_view):
-            self.curve_fig.layout.shapes = circularity_curve(stats_view, layer).layout.shapes
+            self.curve_fig.layout.shapes = layer_marker(layer)
         else:
             sync_figure(self.curve_fig, circularity_curve(stats_view, layer), width=470)
             self.curve_fig.layout.meta = id(stats_view)

@@ -17,6 +17,14 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 SCORE, CONTROL = "#1f5fa8", "#9a9a9a"
 
 
+def layer_marker(layer: int | None) -> list[dict]:
+    """Layout shapes for the vertical line that marks the chosen layer (none for ``None``)."""
+    if layer is None:
+        return []
+    return [{"type": "line", "x0": layer, "x1": layer, "yref": "paper", "y0": 0, "y1": 1,
+             "line": {"color": "#e07b00", "width": 2}}]
+
+
 def _band(x, mid, spread, color: str, name: str) -> go.Scatter:
     x = list(x)
     upper, lower = (mid + spread).tolist(), (mid - spread).tolist()
@@ -57,15 +65,11 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None) -> go.Figure
         line={"color": "#444", "dash": "dash", "width": 1}, hoverinfo="skip",
     ))
     fig = go.Figure(traces)
-    shapes = []
-    if layer is not None:
-        shapes.append({"type": "line", "x0": layer, "x1": layer, "yref": "paper", "y0": 0,
-                       "y1": 1, "line": {"color": "#e07b00", "width": 2}})
     fig.update_layout(
         title=f"{metric.capitalize()} of a linear probe per layer ({len(curve.labels)} examples, "
               f"{curve.fold_scores.shape[1]}-fold CV)",
         xaxis_title="hidden state (0 = embeddings)", yaxis_title=metric,
-        shapes=shapes, height=380, margin={"l": 55, "r": 10, "t": 45, "b": 45},
+        shapes=layer_marker(layer), height=380, margin={"l": 55, "r": 10, "t": 45, "b": 45},
         legend={"orientation": "h", "y": -0.2}, template="plotly_white",
     )
     return fig
@@ -240,12 +244,10 @@ def circularity_curve(view, layer: int | None = None) -> go.Figure:
                    line={"color": "#e07b00", "dash": "dot"},
                    hovertemplate="layer %{x}: ρ linear %{y:.2f}<extra></extra>"),
     ]
-    shapes = [] if layer is None else [{"type": "line", "x0": layer, "x1": layer, "yref": "paper",
-                                        "y0": 0, "y1": 1, "line": {"color": "#e07b00"}}]
     fig = go.Figure(traces)
     fig.update_layout(
         title="Do item-mean distances follow the cycle?", xaxis_title="hidden state",
-        yaxis_title="Spearman ρ with distance", yaxis_range=[-1, 1], shapes=shapes,
+        yaxis_title="Spearman ρ with distance", yaxis_range=[-1, 1], shapes=layer_marker(layer),
         height=430, margin={"l": 50, "r": 10, "t": 45, "b": 40}, template="plotly_white",
         legend={"orientation": "h", "y": -0.2},
     )

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from toolkit import Direction, datasets, probe_curve
 
 from .base import View, sync_figure
-from .figures import probe_curve_figure, probe_layer_figure
+from .figures import layer_marker, probe_curve_figure, probe_layer_figure
 
 BUILTIN = ("sentiment", "truth")
 YOUR_DATA = "your data"
@@ -86,7 +86,7 @@ class ProbeCurves(View):
             return
         layer = self.layer.value
         sync_figure(self.layer_fig, probe_layer_figure(self.result, layer), width=LAYER_WIDTH)
-        self.curve_fig.layout.shapes = probe_curve_figure(self.result, layer).layout.shapes
+        self.curve_fig.layout.shapes = layer_marker(layer)
         self.name.placeholder = f"{self.dataset.value}@{layer}"
 
     def use_as_direction(self) -> Direction | None:

@@ -145,13 +145,14 @@ class SteeringPanel(View):
     def _render(self, value) -> None:
         steer, tokens, shift = value
         self.result = value
-        self.steered.value = _panel("steered", tokens, self._changed(tokens))
+        changed = self._changed(tokens)
+        self.steered.value = _panel("steered", tokens, changed)
         self.shift.value = _shift_table(shift)
         unit = steer.unit(self.session)
         self.unit.value = (f"<span style='color:#555'>alpha 1 = {unit:.1f} "
                            f"(typical norm at layer {steer.at})</span>")
-        changed = sum(self._changed(tokens))
-        self.show_info(f"{steer!r}: {changed} of {len(tokens)} tokens differ from the baseline.")
+        self.show_info(f"{steer!r}: {sum(changed)} of {len(tokens)} tokens differ from the "
+                       "baseline.")
 
     def _build_default(self) -> None:
         layer = self.layer.value
