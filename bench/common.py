@@ -16,9 +16,15 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def shown(value: object) -> str:
+    """A figure as text: 3 decimals, or 2 significant digits when it is tiny (a max |diff|)."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.1e}" if 0 < abs(value) < 1e-2 else f"{value:.3f}"
+
+
 def report(title: str, results: dict) -> None:
     """Print one benchmark's figures as an aligned table."""
     print(f"# {title}")
     for key, value in results.items():
-        shown = f"{value:10.3f}" if isinstance(value, float) else f"{value!s:>10}"
-        print(f"{key:45s} {shown}")
+        print(f"{key:45s} {shown(value):>10}")

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from . import extract, memory, probes, steering, widgets
-from .common import best_of
+from . import extract, memory, peers, probes, steering, widgets
+from .common import best_of, shown
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -41,6 +41,7 @@ def main(argv=None) -> Path:
     start = time.perf_counter()
     sections = {
         "Activation extraction vs plain transformers": extract.main(flag),
+        "Activation extraction vs TransformerLens and nnsight": peers.main(flag),
         "Probe curves vs a scikit-learn loop": probes.main(flag),
         "Steered vs plain generation": steering.main(flag),
         "Memory of extracting all layers, float32 vs float16 storage": memory.main(flag),
@@ -68,8 +69,7 @@ def main(argv=None) -> Path:
     ]
     for title, results in sections.items():
         lines += [f"## {title}", "", "| measure | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in results.items()]
+        lines += [f"| {k} | {shown(v)} |" for k, v in results.items()]
         lines.append("")
     out = Path(args.out)
     out.write_text("\n".join(lines))
