@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .hooks import StopForward, attached
+from .store import is_file_backed
 
 Position = str | int
 ProgressFn = Callable[[int, int], None]
@@ -49,6 +50,15 @@ class Activations:
     def width(self) -> int:
         return self.values.shape[-1]
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether ``values`` live in the memory-mapped float16 store (see ``memory_budget``)."""
+        return is_file_backed(self.values)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
     def __len__(self) -> int:
         return len(self.texts)
 
@@ -68,7 +78,8 @@ class Activations:
         if len(idx) != len(layer_list):
             missing = sorted(set(layer_list) - set(self.layers))
             raise KeyError(f"layers {missing} were not extracted; available: {list(self.layers)}")
-        values = self.values[idx]
+        contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else False
+        values = self.values[idx[0] : idx[-1] + 1] if contiguous else self.values[idx]
         keep = list(range(len(self.texts)))
         if rows is not None:
             keep = np.arange(len(self.texts))[_as_index(rows)].tolist()
@@ -207,11 +218,13 @@ def extract(
     pad_id: int,
     progress: ProgressFn | None = None,
     dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[_Encoded]]:
     """Run the model in left-padded batches and read ``layers`` at ``at``.
 
     Returns values ``[len(layers), len(texts), width]`` of ``dtype`` (float32, or float16 to
-    halve memory) on the model's device; positions are read in float32 first.
+    halve memory) on the model's device; positions are read in float32 first. With ``out``
+    (such as a tensor on disk), batches are written into it instead, in its dtype.
     Batches are formed from texts of similar length to keep padding small. The forward stops
     at the deepest requested layer, so later blocks and the LM head never run.
     """
@@ -219,14 +232,16 @@ def extract(
     encoded = [encode(tokenizer, t, a) for t, a in zip(texts, per_text, strict=True)]
     device = next(model.parameters()).device
     width = parts.unembedding.shape[-1]
-    out = torch.empty(len(layers), len(texts), width, dtype=dtype, device=device)
+    if out is None:
+        out = torch.empty(len(layers), len(texts), width, dtype=dtype, device=device)
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for done, batch in enumerate(batches, 1):
         ids, mask, pos = _left_pad([encoded[i].ids for i in batch], pad_id, device)
         captured = _run_until(model, parts, layers, ids, mask, pos)
         stacked = torch.stack([captured[layer] for layer in layers]).float()  # [L, b, T, D]
-        out[:, batch] = _select_positions(stacked, [encoded[i] for i in batch]).to(dtype)
+        rows = _select_positions(stacked, [encoded[i] for i in batch])
+        out[:, batch] = rows.to(device=out.device, dtype=out.dtype)
         if progress is not None:
             progress(done, len(batches))
     return out, encoded

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +32,8 @@ from .activations import (
 from .architecture import find_parts
 from .directions import DirectionRegistry
 from .geometry import Geometry
-from .loading import load_model
+from .loading import cache_root, load_model
+from .store import default_budget, disk_tensor, format_bytes, parse_bytes
 from .tiny import build_tiny
 
 
@@ -67,6 +70,7 @@ class Session:
     """
 
     cache_limit_bytes = 2 << 30  # in-memory activation cache budget
+    disk_cache_limit_bytes = 16 << 30  # on-disk stores kept alive by the cache
 
     def __init__(self, model, tokenizer, name: str = "model", device: str | None = None):
         device = device or _default_device()
@@ -199,6 +203,7 @@ class Session:
         progress: bool | ProgressFn | None = None,
         cache: bool = True,
         dtype: torch.dtype = torch.float32,
+        memory_budget: int | str | None = None,
     ) -> Activations:
         """Hidden states of ``texts`` at ``layers`` (None = all), read ``at`` a position.
 
@@ -209,6 +214,9 @@ class Session:
         ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
         ``fn(done, total)`` receives batch counts. ``dtype=torch.float16`` stores the result in
         half the memory (kernel functions compute in float32 either way).
+        ``memory_budget`` (bytes or e.g. ``"2GB"``; default ``$REPRLAB_MEMORY_BUDGET`` or half
+        the available memory): a result larger than this streams batch by batch into a float16
+        store on disk (``acts.on_disk``), with a warning, instead of running out of memory.
         """
         texts = validate_texts(texts)
         layers = self.check_layers(layers)
@@ -222,7 +230,8 @@ class Session:
             hit = self._cache_lookup(key, layers) if cache else None
             if hit is not None:
                 return hit
-            values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype)
+            out = self._disk_store_if_over(memory_budget, (len(layers), len(texts)), dtype)
+            values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype, out)
             acts = Activations(
                 values=values,
                 layers=layers,
@@ -258,7 +267,21 @@ class Session:
             self._cache_store(key, acts)
         return acts
 
-    def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32):
+    def _disk_store_if_over(self, budget, rows: tuple[int, int], dtype) -> torch.Tensor | None:
+        """A float16 tensor on disk for ``[layers, texts, width]`` if RAM would exceed budget."""
+        shape = (*rows, self.parts.unembedding.shape[-1])
+        needed = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        budget = default_budget() if budget is None else parse_bytes(budget)
+        if needed <= budget:
+            return None
+        folder = cache_root() / "activations"
+        warnings.warn(
+            f"{shape[0]} layers x {shape[1]} texts need {format_bytes(needed)}, over the memory "
+            f"budget of {format_bytes(budget)}: streaming float16 values to disk in {folder} "
+            "(pass memory_budget= to change the budget)", stacklevel=3)
+        return disk_tensor(shape, torch.float16, folder)
+
+    def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32, out=None):
         n_batches = -(-len(texts) // batch_size)
         bar = None
         if callable(progress):
@@ -275,7 +298,7 @@ class Session:
             return extract(
                 self.model, self.parts, self.tokenizer, texts, layers, at,
                 batch_size=batch_size, pad_id=self.tokenizer.pad_token_id, progress=report,
-                dtype=dtype,
+                dtype=dtype, out=out,
             )
         finally:
             if bar is not None:
@@ -292,8 +315,12 @@ class Session:
 
     def _cache_store(self, key, acts: Activations) -> None:
         self._cache[(*key, acts.layers)] = acts
-        while len(self._cache) > 1 and self.cache_bytes > self.cache_limit_bytes:
+        while len(self._cache) > 1 and (self.cache_bytes > self.cache_limit_bytes
+                                        or self._disk_bytes() > self.disk_cache_limit_bytes):
             self._cache.popitem(last=False)
+
+    def _disk_bytes(self) -> int:
+        return sum(a.nbytes for a in self._cache.values() if a.on_disk)
 
     @property
     def cache_entries(self) -> int:
@@ -302,8 +329,8 @@ class Session:
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes held by cached activations."""
-        return sum(a.values.numel() * a.values.element_size() for a in self._cache.values())
+        """Bytes of RAM held by cached activations (on-disk stores do not count)."""
+        return sum(a.nbytes for a in self._cache.values() if not a.on_disk)
 
     def clear_cache(self) -> None:
         self._cache.clear()
