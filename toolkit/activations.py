@@ -108,7 +108,10 @@ class Activations:
 def _as_index(rows):
     if isinstance(rows, torch.Tensor):
         rows = rows.cpu().numpy()
-    return rows if isinstance(rows, slice) else np.asarray(rows)
+    if isinstance(rows, slice):
+        return rows
+    rows = np.asarray(rows)
+    return rows.astype(int) if rows.size == 0 else rows
 
 
 def _compact_range(layers: Sequence[int]) -> str:

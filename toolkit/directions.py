@@ -90,6 +90,10 @@ class Direction:
         ... # doctest: +SKIP
         """
         pos, neg = pos_acts.layer(layer).float(), neg_acts.layer(layer).float()
+        for kind, rows in (("positive", pos), ("negative", neg)):
+            if len(rows) == 0:
+                raise ValueError(f"the {kind} set is empty: a mean difference needs texts on "
+                                 "both sides")
         return cls(
             name=name or f"mean-diff@{layer}",
             vector=pos.mean(0) - neg.mean(0),
@@ -172,6 +176,10 @@ class Direction:
         """
         from . import datasets
 
+        if method not in ("mean_difference", "probe", "pca_of_differences"):
+            raise ValueError(f"unknown method {method!r}; use mean_difference, probe or "
+                             "pca_of_differences")
+        session.check_layers(layer)
         data = datasets.load(dataset)
         if not hasattr(data, "labels"):
             raise ValueError(f"{dataset!r} is not a labelled data set")
@@ -213,6 +221,7 @@ class Direction:
             at = layer if layer is not None else self.layer
             if at is None:
                 raise ValueError("an unembedding direction needs layer= (e.g. the last layer)")
+            self.check_width(acts.width)
             return acts.layer(at).float() @ self.vector.to(acts.values.device)
         if session is None:
             raise ValueError(f"inner={inner!r} needs the session: d.project(acts, inner, "
@@ -220,6 +229,14 @@ class Direction:
         from .geometry import project
 
         return project(self, acts, session, inner, layer)
+
+    def check_width(self, width: int) -> None:
+        """Raise a clear error if this direction does not fit a residual stream of ``width``."""
+        if self.vector.numel() != width:
+            raise ValueError(
+                f"direction {self.name!r} has {self.vector.numel()} dims but the residual stream "
+                f"here has {width}: it was built on another model ({self.model or 'unknown'}); "
+                "rebuild it on this session")
 
     def renamed(self, name: str) -> Direction:
         return replace(self, name=name)
@@ -261,6 +278,11 @@ def _single_token(tokenizer, word: str) -> int | None:
 Listener = Callable[[str, Direction], None]
 
 
+def _same_direction(a: Direction, b: Direction) -> bool:
+    return (a.method, a.layer, a.space) == (b.method, b.layer, b.space) and (
+        a.vector.shape == b.vector.shape and torch.allclose(a.vector, b.vector, atol=1e-5))
+
+
 class DirectionRegistry:
     """Named directions shared by every widget on a session; listeners hear adds and removals.
 
@@ -279,8 +301,26 @@ class DirectionRegistry:
             raise TypeError(f"expected a Direction, got {type(direction).__name__}")
         with self._lock:
             if not replace and direction.name in self._items:
-                raise KeyError(f"a direction named {direction.name!r} exists; pick another name")
+                raise ValueError(
+                    f"a direction named {direction.name!r} exists: pick another name, or "
+                    f"remove it first with session.directions.remove({direction.name!r})")
             self._items[direction.name] = direction
+        self._notify("added", direction)
+        return direction
+
+    def add_new(self, direction: Direction) -> Direction:
+        """Register ``direction`` without overwriting a different one: if its name is taken by
+        another vector it becomes ``name-2`` (``-3``, ...). Rebuilding the same direction just
+        replaces it. Widgets use this for names they make up; returns what was registered."""
+        if not isinstance(direction, Direction):
+            raise TypeError(f"expected a Direction, got {type(direction).__name__}")
+        with self._lock:
+            name, k = direction.name, 2
+            while name in self._items and not _same_direction(self._items[name], direction):
+                name, k = f"{direction.name}-{k}", k + 1
+            if name != direction.name:
+                direction = replace(direction, name=name)
+            self._items[name] = direction
         self._notify("added", direction)
         return direction
 

@@ -132,6 +132,7 @@ class Geometry:
 
     def direction_vector(self, direction, inner: str, progress=None) -> torch.Tensor:
         """``direction`` mapped into the analysis space and normalized there."""
+        direction.check_width(self.session.width)
         if direction.space == "unembedding":
             v = self.unembedding_map(inner, progress)(direction.vector)
         else:

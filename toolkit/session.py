@@ -364,9 +364,9 @@ class Session:
     def stream(self, prompt: str, max_new_tokens: int = 40, **options):
         """Like :meth:`generate` but yields :class:`~toolkit.steering.Token` objects as they
         are produced; pass ``should_stop=callable`` to end early (hooks are always removed)."""
-        from .steering import stream
+        from .steering import check_prompt, stream
 
-        validate_texts([prompt])
+        check_prompt(prompt)
         return stream(self, prompt, max_new_tokens=max_new_tokens, **options)
 
 

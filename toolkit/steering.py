@@ -69,6 +69,7 @@ def residual_vector(session, direction: Direction) -> torch.Tensor:
     product's Riesz map ``Cov(gamma)^-1 u`` (Park et al.), the vector that raises the concept's
     logits most per unit of causal norm.
     """
+    direction.check_width(session.width)
     v = direction.vector.to(session.device)
     if direction.space == "unembedding":
         causal = session.geometry.causal
@@ -119,6 +120,14 @@ class Token:
     text: str
 
 
+def check_prompt(prompt) -> None:
+    """Raise a clear error unless ``prompt`` is a non-blank string."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise ValueError("the prompt is empty: type some text for the model to continue")
+
+
 def stream(session, prompt: str, *, max_new_tokens: int = 40, seed: int = 0,
            temperature: float = 0.0, top_p: float = 1.0, steer=None,
            should_stop: Callable[[], bool] | None = None) -> Iterator[Token]:
@@ -134,6 +143,8 @@ def stream(session, prompt: str, *, max_new_tokens: int = 40, seed: int = 0,
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be an integer between -2**63 and 2**63 - 1, got {seed!r}")
     tok = session.tokenizer
     ids = torch.tensor([tok(prompt)["input_ids"]], device=session.device)
     edits = steering_edits(session, steer)
@@ -208,6 +219,7 @@ class LogitShift:
 
 def next_token_probs(session, prompt: str, steer=None) -> torch.Tensor:
     """Probability of each next token after ``prompt`` ``[vocab]``, optionally steered."""
+    check_prompt(prompt)
     ids = torch.tensor([session.tokenizer(prompt)["input_ids"]], device=session.device)
     with session.hooks(edits=steering_edits(session, steer)), torch.inference_mode():
         logits, _ = _next_logits(session.model, ids, None)

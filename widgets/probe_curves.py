@@ -10,6 +10,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from toolkit import Direction, datasets, probe_curve
+from toolkit.activations import validate_texts
 
 from .base import View, sync_figure
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
@@ -95,9 +96,13 @@ class ProbeCurves(View):
             self.show_info("No probe yet: wait for the curve.")
             return None
         try:
-            name = self.name.value.strip() or self.name.placeholder
-            direction = Direction.from_probe(self.result, self.layer.value, name=name)
-            self.session.directions.add(direction)
+            typed = self.name.value.strip()
+            direction = Direction.from_probe(self.result, self.layer.value,
+                                             name=typed or self.name.placeholder)
+            if typed:  # a name the user chose never silently replaces another direction
+                self.session.directions.add(direction, replace=False)
+            else:
+                direction = self.session.directions.add_new(direction)
         except Exception as err:
             self.show_error(err)
             return None
@@ -161,7 +166,9 @@ def _user_data(texts, labels, groups):
             groups = list(frame["group"])
     if texts is None or labels is None:
         raise ValueError("pass both texts and labels (or a DataFrame with text/label columns)")
-    texts, labels = list(texts), list(labels)
+    texts, labels = validate_texts(texts), list(labels)
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
+    if len(set(labels)) < 2:
+        raise ValueError(f"labels hold one class only ({labels[0]!r}); a probe needs at least two")
     return texts, labels, groups

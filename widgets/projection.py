@@ -97,7 +97,7 @@ class ConceptProjection(View):
                                           name=f"{name}@{layer}{suffix}")
 
         def render(direction):
-            self.session.directions.add(direction)  # the registry listener selects it
+            self.session.directions.add_new(direction)  # the registry listener selects it
 
         self.submit(work, render, busy=f"Building '{self.source.value}'…")
 
@@ -139,7 +139,8 @@ class ConceptProjection(View):
     def _render(self, value) -> None:
         tokens, batch, matrix = value
         self.result = value
-        self.tokens.value = token_html(tokens) if tokens is not None else ""
+        self.tokens.value = token_html(tokens) if tokens is not None else \
+            "<i style='color:#555'>Type a text above to color its tokens.</i>"
         sync_figure(self.hist_fig, projection_histogram(batch), width=480)
         sync_figure(self.sim_fig, similarity_heatmap(matrix), width=480)
         d = self.session.directions[self.direction.value]

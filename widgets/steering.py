@@ -160,7 +160,7 @@ class SteeringPanel(View):
         def work(progress):
             return Direction.from_dataset(self.session, "sentiment", layer)
 
-        self.submit(work, self.session.directions.add, busy="Building a sentiment direction…")
+        self.submit(work, self.session.directions.add_new, busy="Building a sentiment direction…")
 
     def _on_direction(self, _) -> None:
         name = self.direction.value
