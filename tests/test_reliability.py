@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_probes import make_acts
 
-from toolkit import Direction, Session, Steer, probe_curve
+from toolkit import Direction, Session, Steer, datasets, probe_curve
 from toolkit.hooks import hook_count
 
 SESSION = Session.tiny(seed=11)
@@ -113,3 +113,42 @@ def test_session_and_registry_stay_usable_after_bad_calls():
             call()
     assert s.directions.names() == ["keep"] and hook_count(s.parts) == 0
     assert s.generate("x", 3) == s.generate("x", 3)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(words, min_size=1, max_size=9),
+       layers=st.lists(st.integers(0, 4), min_size=1, max_size=5),
+       at=st.sampled_from(["last", "mean", 0]),
+       batch_size=st.integers(1, 4))
+def test_disk_store_holds_exactly_the_float16_values(texts, layers, at, batch_size):
+    in_ram = SESSION.activations(texts, layers=layers, at=at, batch_size=batch_size,
+                                 dtype=torch.float16, cache=False)
+    with pytest.warns(UserWarning, match="over the memory budget"):
+        on_disk = SESSION.activations(texts, layers=layers, at=at, batch_size=batch_size,
+                                      memory_budget=1, cache=False)
+    assert on_disk.on_disk and torch.equal(on_disk.values, in_ram.values)
+
+
+def test_two_widgets_working_at_once_get_the_results_they_would_alone():
+    """A SteeringPanel regenerating (steering hooks on) while a ProbeCurves extracts, both in
+    background threads on one session: neither sees the other's hooks."""
+    from widgets import ProbeCurves, SteeringPanel
+
+    alone = Session.tiny(seed=6)
+    probe_alone = ProbeCurves(alone, dataset="truth", background=False).result
+    steer_alone = SteeringPanel(alone, background=False).result
+
+    s = Session.tiny(seed=6)
+    steering = SteeringPanel(s, background=True, debounce=0)
+    probes = ProbeCurves(s, dataset="truth", background=True)
+    for _ in range(3):  # keep both busy at the same time
+        steering.wait()
+        steering.regenerate()
+        probes.compute()
+    steering.wait()
+    probes.wait()
+    assert hook_count(s.parts) == 0 and "Error" not in steering.status.value + probes.status.value
+    assert np.array_equal(probes.result.scores, probe_alone.scores)
+    assert [t.id for t in steering.result[1]] == [t.id for t in steer_alone[1]]
+    truth = list(datasets.load("truth").texts)
+    assert torch.equal(s.activations(truth).values, alone.activations(truth).values)  # caches
