@@ -25,6 +25,19 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
 
 
+def peer_versions() -> str:
+    """Installed versions of the tools bench/peers.py compares against."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("nnsight", "transformer-lens"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
 def forward_gflop_per_token(session) -> float:
     """Approximate forward FLOPs per token: 2 x parameters outside the embedding table."""
     embedding = session.model.get_input_embeddings().weight.numel()
@@ -61,7 +74,7 @@ def main(argv=None) -> Path:
         "same run.", "",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         f"- python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}",
+        f"transformers {transformers.__version__}, peers: {peer_versions()}",
         f"- model: {session.info}",
         f"- float32 matmul throughput: {gflops:.0f} GFLOP/s; extraction of all layers runs at "
         f"about {tokens_per_s * per_token:.0f} GFLOP/s "
