@@ -50,6 +50,7 @@ def test_disk_store_is_not_counted_as_ram_but_stays_cached(tiny, store_dir):
     with pytest.warns(UserWarning):
         first = tiny.activations(TEXTS, memory_budget=1)
     assert tiny.cache_entries == 1 and tiny.cache_bytes == 0
+    assert tiny.cache_disk_bytes == first.nbytes == 5 * 60 * tiny.width * 2
     again = tiny.activations(TEXTS, layers=[1, 2, 3], memory_budget=1)
     assert tiny.cache_hits == 1 and again.on_disk
     assert torch.equal(again.values, first.values[1:4])
@@ -94,3 +95,14 @@ def test_parse_bytes_units_and_available_memory():
     total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo")
                  if line.startswith("MemTotal:"))
     assert 0 < store.available_memory() <= total
+
+
+def test_explorer_header_shows_what_the_cache_holds_on_disk(tiny, store_dir):
+    from widgets import Explorer
+
+    e = Explorer(tiny, background=False)
+    assert "on disk" not in e.header.value
+    with pytest.warns(UserWarning):
+        tiny.activations(TEXTS, memory_budget=1)
+    e.refresh_header()
+    assert "MB on disk" in e.header.value

@@ -316,11 +316,8 @@ class Session:
     def _cache_store(self, key, acts: Activations) -> None:
         self._cache[(*key, acts.layers)] = acts
         while len(self._cache) > 1 and (self.cache_bytes > self.cache_limit_bytes
-                                        or self._disk_bytes() > self.disk_cache_limit_bytes):
+                                        or self.cache_disk_bytes > self.disk_cache_limit_bytes):
             self._cache.popitem(last=False)
-
-    def _disk_bytes(self) -> int:
-        return sum(a.nbytes for a in self._cache.values() if a.on_disk)
 
     @property
     def cache_entries(self) -> int:
@@ -331,6 +328,11 @@ class Session:
     def cache_bytes(self) -> int:
         """Bytes of RAM held by cached activations (on-disk stores do not count)."""
         return sum(a.nbytes for a in self._cache.values() if not a.on_disk)
+
+    @property
+    def cache_disk_bytes(self) -> int:
+        """Bytes of cached activations held in on-disk stores (see ``memory_budget``)."""
+        return sum(a.nbytes for a in self._cache.values() if a.on_disk)
 
     def clear_cache(self) -> None:
         self._cache.clear()

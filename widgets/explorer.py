@@ -95,12 +95,14 @@ class Explorer(W.VBox):
     def refresh_header(self) -> None:
         info = self.session.info
         cached = self.session.cache_entries
+        disk = self.session.cache_disk_bytes
+        on_disk = f" (+{disk / 2**20:.1f} MB on disk)" if disk else ""
         self.header.value = (
             f"<div style='font-size:110%'><b>{html.escape(info.name)}</b> · {info.blocks} "
             f"blocks (hidden states 0..{info.blocks}) · width {info.width} · "
             f"{info.params / 1e6:.1f}M params · {info.device} {info.dtype}</div>"
             f"<div style='color:#555'>cache: {cached} activation sets, "
-            f"{self.session.cache_bytes / 2**20:.1f} MB · directions: "
+            f"{self.session.cache_bytes / 2**20:.1f} MB{on_disk} · directions: "
             f"{len(self.session.directions)}</div>"
         )
 
