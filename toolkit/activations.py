@@ -241,9 +241,9 @@ def extract(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for done, batch in enumerate(batches, 1):
         ids, mask, pos = _left_pad([encoded[i].ids for i in batch], pad_id, device)
-        captured = _run_until(model, parts, layers, ids, mask, pos)
-        stacked = torch.stack([captured[layer] for layer in layers]).float()  # [L, b, T, D]
-        rows = _select_positions(stacked, [encoded[i] for i in batch])
+        read = _position_reader([encoded[i] for i in batch], ids.shape[1])
+        captured = _run_until(model, parts, layers, ids, mask, pos, keep=read)
+        rows = torch.stack([captured[layer] for layer in layers])  # [L, b, D]
         out[:, batch] = rows.to(device=out.device, dtype=out.dtype)
         if progress is not None:
             progress(done, len(batches))
@@ -260,14 +260,18 @@ def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...]):
     return values, [tokenizer.decode([i]) for i in ids]
 
 
-def _run_until(model, parts, layers, ids, mask, pos) -> dict[int, torch.Tensor]:
-    """One forward pass that records ``layers`` and stops right after the deepest one."""
+def _run_until(model, parts, layers, ids, mask, pos, keep=None) -> dict[int, torch.Tensor]:
+    """One forward pass that records ``layers`` and stops right after the deepest one.
+
+    ``keep(hidden)`` reduces each recorded state as soon as it is produced (e.g. to the rows
+    read), so the full ``[b, T, D]`` states of earlier layers can be freed during the pass.
+    """
     captured: dict[int, torch.Tensor] = {}
     deepest = max(layers)
 
     def reader(layer):
         def read(hidden):
-            captured[layer] = hidden
+            captured[layer] = hidden if keep is None else keep(hidden)
             if layer == deepest:
                 raise StopForward
 
@@ -292,21 +296,30 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device):
     return ids.to(device), mask.to(device), pos.to(device)
 
 
-def _select_positions(hidden: torch.Tensor, encoded: list[_Encoded]) -> torch.Tensor:
-    """Read each row at its position (or mean) from left-padded hidden states ``[L, b, T, D]``."""
-    T = hidden.shape[2]
+def _position_reader(encoded: list[_Encoded], T: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from a left-padded batch's hidden states ``[b, T, D]`` to the float32 rows
+    read ``[b, D]``: each text at its position, or its mean over non-special tokens."""
     if all(e.read_at >= 0 for e in encoded):
-        cols = torch.tensor([T - len(e.ids) + e.read_at for e in encoded], device=hidden.device)
-        rows = torch.arange(len(encoded), device=hidden.device)
-        return hidden[:, rows, cols]
-    weights = torch.zeros(len(encoded), T, device=hidden.device)
+        cols = torch.tensor([T - len(e.ids) + e.read_at for e in encoded])
+        rows = torch.arange(len(encoded))
+
+        def at_positions(hidden: torch.Tensor) -> torch.Tensor:
+            return hidden[rows.to(hidden.device), cols.to(hidden.device)].float()
+
+        return at_positions
+    weights = torch.zeros(len(encoded), T)
     for row, e in enumerate(encoded):
         start = T - len(e.ids)
         if e.read_at >= 0:
             weights[row, start + e.read_at] = 1.0
         else:  # mean over the text's non-special real tokens
-            m = torch.tensor(e.mean_mask, dtype=torch.float32, device=hidden.device)
+            m = torch.tensor(e.mean_mask, dtype=torch.float32)
             weights[row, start:] = m / m.sum()
-    # torch.where, not a product: padded positions may hold NaN and 0 * NaN is NaN.
-    hidden = torch.where(weights[None, :, :, None] > 0, hidden, 0.0)
-    return torch.einsum("lbtd,bt->lbd", hidden, weights)
+
+    def weighted(hidden: torch.Tensor) -> torch.Tensor:
+        w = weights.to(hidden.device)
+        # torch.where, not a product: padded positions may hold NaN and 0 * NaN is NaN.
+        kept = torch.where(w[:, :, None] > 0, hidden.float(), 0.0)
+        return torch.einsum("btd,bt->bd", kept, w)
+
+    return weighted
