@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from .activations import Activations
-from .probes import ProbeCurve
+from .probes import ProbeCurve, probe_curve
+
+DATASET_METHODS = ("mean_difference", "probe", "pca_of_differences")
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +178,7 @@ class Direction:
         """
         from . import datasets
 
-        if method not in ("mean_difference", "probe", "pca_of_differences"):
+        if method not in DATASET_METHODS:
             raise ValueError(f"unknown method {method!r}; use mean_difference, probe or "
                              "pca_of_differences")
         session.check_layers(layer)
@@ -197,16 +199,11 @@ class Direction:
             n = min(len(pos), len(neg))
             d = cls.pca_of_differences((pos.select(rows=slice(0, n)), neg.select(rows=slice(0, n))),
                                        layer, name=name)
-        elif method == "probe":
-            from .probes import probe_curve
-
+        else:  # "probe"
             curve = probe_curve(acts.select([layer]), data.labels, groups=data.groups)
             d = cls.from_probe(curve, layer, name=name)
             if d.info["positive"] != classes[0]:
                 d = replace(d, vector=-d.vector)
-        else:
-            raise ValueError(f"unknown method {method!r}; use mean_difference, probe or "
-                             "pca_of_differences")
         info = {**d.info, "dataset": dataset, "positive": classes[0], "negative": classes[1]}
         return replace(d, info=info)
 
@@ -278,6 +275,11 @@ def _single_token(tokenizer, word: str) -> int | None:
 Listener = Callable[[str, Direction], None]
 
 
+def _require_direction(direction) -> None:
+    if not isinstance(direction, Direction):
+        raise TypeError(f"expected a Direction, got {type(direction).__name__}")
+
+
 def _same_direction(a: Direction, b: Direction) -> bool:
     return (a.method, a.layer, a.space) == (b.method, b.layer, b.space) and (
         a.vector.shape == b.vector.shape and torch.allclose(a.vector, b.vector, atol=1e-5))
@@ -297,8 +299,7 @@ class DirectionRegistry:
 
     def add(self, direction: Direction, *, replace: bool = True) -> Direction:
         """Register ``direction`` under its name (replacing one of the same name by default)."""
-        if not isinstance(direction, Direction):
-            raise TypeError(f"expected a Direction, got {type(direction).__name__}")
+        _require_direction(direction)
         with self._lock:
             if not replace and direction.name in self._items:
                 raise ValueError(
@@ -312,14 +313,13 @@ class DirectionRegistry:
         """Register ``direction`` without overwriting a different one: if its name is taken by
         another vector it becomes ``name-2`` (``-3``, ...). Rebuilding the same direction just
         replaces it. Widgets use this for names they make up; returns what was registered."""
-        if not isinstance(direction, Direction):
-            raise TypeError(f"expected a Direction, got {type(direction).__name__}")
+        _require_direction(direction)
         with self._lock:
             name, k = direction.name, 2
             while name in self._items and not _same_direction(self._items[name], direction):
                 name, k = f"{direction.name}-{k}", k + 1
             if name != direction.name:
-                direction = replace(direction, name=name)
+                direction = direction.renamed(name)
             self._items[name] = direction
         self._notify("added", direction)
         return direction

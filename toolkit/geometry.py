@@ -143,6 +143,13 @@ class Geometry:
         return self.session.n_blocks if layer is None else layer
 
 
+def reading_layer(direction, session, layer: int | None = None) -> int:
+    """``layer``, else the direction's own layer (the last one for unembedding directions)."""
+    if layer is not None:
+        return layer
+    return session.n_blocks if direction.space == "unembedding" else direction.layer
+
+
 def project(direction, acts, session, inner: str = "euclidean", layer: int | None = None,
             progress=None) -> torch.Tensor:
     """Scalar projection ``[n]`` of each row of ``acts`` (at ``layer``) on ``direction``.
@@ -151,8 +158,7 @@ def project(direction, acts, session, inner: str = "euclidean", layer: int | Non
     Under ``causal`` an unembedding direction's projection is the logit difference it encodes,
     divided by its causal norm.
     """
-    if layer is None:
-        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    layer = reading_layer(direction, session, layer)
     rows = acts.layer(layer)
     geometry = session.geometry
     v = geometry.direction_vector(direction, inner, progress)
@@ -220,8 +226,7 @@ class TokenProjection:
 def token_projection(session, text: str, direction, layer: int | None = None,
                      inner: str = "euclidean", progress=None) -> TokenProjection:
     """Where in a sentence a concept lights up: each token's projection at ``layer``."""
-    if layer is None:
-        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    layer = reading_layer(direction, session, layer)
     acts = session.token_activations(text, layers=[layer])
     values = project(direction, acts, session, inner, layer, progress)
     return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name)
@@ -248,8 +253,7 @@ def project_texts(session, direction, texts, labels, layer: int | None = None,
     """Project ``texts`` (read ``at`` a position) on ``direction``, keeping their labels."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
-    if layer is None:
-        layer = session.n_blocks if direction.space == "unembedding" else direction.layer
+    layer = reading_layer(direction, session, layer)
     acts = session.activations(list(texts), at=at, progress=progress)
     values = project(direction, acts, session, inner, layer, progress)
     return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,

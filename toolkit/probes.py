@@ -152,7 +152,7 @@ def probe_curve(
     group stay in the same fold (e.g. a statement and its negation). ``control``: also fit
     ``n_shuffles`` probes on shuffled labels and report their mean score.
     """
-    y_raw, task = _check_labels(acts, labels, task)
+    y_raw, task = check_labels(labels, len(acts), task)
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     values = acts.values.float()  # float16 storage is fine; fitting is float32
@@ -241,15 +241,17 @@ def assign_folds(y, folds: int, *, seed: int = 0, groups=None, n: int | None = N
     return fold_ids
 
 
-def _check_labels(acts: Activations, labels, task: str):
+def check_labels(labels: Sequence, n_texts: int, task: str = "auto") -> tuple[list, str]:
+    """Validate probe labels for ``n_texts`` texts; returns them as a list and the task
+    ("classification" or "regression", inferred when ``task="auto"``)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if isinstance(labels, torch.Tensor):
         labels = labels.tolist()
     labels = list(np.asarray(labels, dtype=object).ravel()) if labels is not None else []
-    if len(labels) != len(acts):
+    if len(labels) != n_texts:
         raise ValueError(
-            f"labels has {len(labels)} entries but the activations hold {len(acts)} texts; "
+            f"labels has {len(labels)} entries but the activations hold {n_texts} texts; "
             "pass one label per text, in the same order"
         )
     numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)

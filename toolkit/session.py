@@ -269,8 +269,8 @@ class Session:
 
     def _disk_store_if_over(self, budget, rows: tuple[int, int], dtype) -> torch.Tensor | None:
         """A float16 tensor on disk for ``[layers, texts, width]`` if RAM would exceed budget."""
-        shape = (*rows, self.parts.unembedding.shape[-1])
-        needed = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        shape = (*rows, self.width)
+        needed = math.prod(shape) * dtype.itemsize
         budget = default_budget() if budget is None else parse_bytes(budget)
         if needed <= budget:
             return None

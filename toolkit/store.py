@@ -91,7 +91,7 @@ def disk_tensor(shape: tuple[int, ...], dtype: torch.dtype, folder: Path) -> tor
     Raises ``OSError`` with the sizes when the disk has too little free space.
     """
     numel = math.prod(shape)
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = numel * dtype.itemsize
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if nbytes > free:

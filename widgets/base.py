@@ -175,6 +175,11 @@ class View(W.VBox):
             worker.join(timeout)
 
 
+def figure_widget(height: int) -> go.FigureWidget:
+    """An empty plotly FigureWidget of ``height`` px in the views' template."""
+    return go.FigureWidget(layout={"height": height, "template": "plotly_white"})
+
+
 def sync_figure(target: go.FigureWidget, source: go.Figure, width: int | None = None) -> None:
     """Make ``target`` show ``source``: update traces in place when their types match."""
     with target.batch_update():

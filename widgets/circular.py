@@ -8,12 +8,11 @@ from __future__ import annotations
 import threading
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from toolkit.circular import circular_view, warm_umap
 from toolkit.geometry import INNER_PRODUCTS
 
-from .base import View, sync_figure
+from .base import View, figure_widget, sync_figure
 from .figures import circular_scatter, circularity_curve, layer_marker
 
 CYCLES = ("days", "months", "hours", "custom")
@@ -56,8 +55,8 @@ class CircularMap(View):
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))
         self.summary = W.HTML()
-        self.map_fig = go.FigureWidget(layout={"height": 430, "template": "plotly_white"})
-        self.curve_fig = go.FigureWidget(layout={"height": 430, "template": "plotly_white"})
+        self.map_fig = figure_widget(430)
+        self.curve_fig = figure_widget(430)
         self.children = [
             W.HBox([self.cycle, self.custom]),
             W.HBox([self.method, self.inner]),

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from toolkit import Direction, datasets, probe_curve
 from toolkit.activations import validate_texts
+from toolkit.probes import check_labels
 
-from .base import View, sync_figure
+from .base import View, figure_widget, sync_figure
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
 
 BUILTIN = ("sentiment", "truth")
@@ -49,8 +49,8 @@ class ProbeCurves(View):
         self.name = W.Text(placeholder="direction name", layout=W.Layout(width="180px"))
         self.use = W.Button(description="Use as direction", icon="arrow-right",
                             tooltip="add this layer's probe to the session's direction registry")
-        self.curve_fig = go.FigureWidget(layout={"height": 380, "template": "plotly_white"})
-        self.layer_fig = go.FigureWidget(layout={"height": 380, "template": "plotly_white"})
+        self.curve_fig = figure_widget(380)
+        self.layer_fig = figure_widget(380)
         self.children = [
             W.HBox([self.dataset, self.position, self.word]),
             W.HBox([self.curve_fig, self.layer_fig]),
@@ -169,6 +169,5 @@ def _user_data(texts, labels, groups):
     texts, labels = validate_texts(texts), list(labels)
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
-    if len(set(labels)) < 2:
-        raise ValueError(f"labels hold one class only ({labels[0]!r}); a probe needs at least two")
+    check_labels(labels, len(texts))  # one class only, None or NaN labels: refused up front
     return texts, labels, groups

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from toolkit import Direction, datasets
 from toolkit.geometry import (
@@ -16,7 +15,7 @@ from toolkit.geometry import (
     token_projection,
 )
 
-from .base import View, registry_target, sync_figure
+from .base import View, figure_widget, registry_target, sync_figure
 from .figures import projection_histogram, similarity_heatmap, token_html
 
 CONTRASTS = ("sentiment", "truth")
@@ -59,8 +58,8 @@ class ConceptProjection(View):
         self.contrast = W.Dropdown(options=CONTRASTS, description="compare",
                                    layout=W.Layout(width="220px"))
         self.tokens = W.HTML()
-        self.hist_fig = go.FigureWidget(layout={"height": 340, "template": "plotly_white"})
-        self.sim_fig = go.FigureWidget(layout={"height": 340, "template": "plotly_white"})
+        self.hist_fig = figure_widget(340)
+        self.sim_fig = figure_widget(340)
         self.children = [
             W.HBox([self.direction, self.inner]),
             W.HBox([self.source, self.build_button]),
