@@ -25,17 +25,28 @@ def bench_texts(n: int) -> list[str]:
     return (pool * (n // len(pool) + 1))[:n]
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, positions
+
+
+def make_batches(session: Session, texts: list[str], batch_size: int) -> tuple[list[Batch], list]:
+    """Length-sorted left-padded batches and the text order they follow."""
+    ids = [session.tokenizer(t)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    batches = [
+        _left_pad([ids[i] for i in order[start : start + batch_size]],
+                  session.tokenizer.pad_token_id, session.device)
+        for start in range(0, len(order), batch_size)
+    ]
+    return batches, order
+
+
 def plain_forward(session: Session, texts: list[str], batch_size: int) -> None:
     """The baseline: same length-sorted left-padded batches, full forward with all states."""
-    tok, model = session.tokenizer, session.model
-    ids = [tok(t)["input_ids"] for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    batches, _ = make_batches(session, texts, batch_size)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = [ids[i] for i in order[start : start + batch_size]]
-            input_ids, mask, pos = _left_pad(batch, tok.pad_token_id, session.device)
-            out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
-                        output_hidden_states=True, use_cache=False)
+        for input_ids, mask, pos in batches:
+            out = session.model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
+                                output_hidden_states=True, use_cache=False)
             torch.stack(out.hidden_states)[:, :, -1].float()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -19,23 +20,23 @@ import threading
 from .common import report
 
 
-def _peak_mb() -> float:
-    """This process's peak resident memory. VmHWM, unlike ru_maxrss, is not inherited from a
-    large parent across exec on Linux."""
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status in MB (NaN where there is no /proc)."""
     try:
         for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _status_mb(field: str) -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory. VmHWM, unlike ru_maxrss, is not inherited from a
+    large parent across exec on Linux."""
+    peak = _status_mb("VmHWM")
+    return peak if not math.isnan(peak) else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _PeakSampler(threading.Thread):

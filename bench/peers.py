@@ -19,25 +19,11 @@ from collections.abc import Callable
 import torch
 
 from toolkit import Session
-from toolkit.activations import _left_pad
 
 from .common import best_of, report
-from .extract import bench_texts, plain_forward
+from .extract import Batch, bench_texts, make_batches, plain_forward
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Extractor = Callable[[list[Batch]], torch.Tensor]
-
-
-def make_batches(session: Session, texts: list[str], batch_size: int) -> tuple[list[Batch], list]:
-    """Length-sorted left-padded batches and the text order they follow."""
-    ids = [session.tokenizer(t)["input_ids"] for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-    batches = [
-        _left_pad([ids[i] for i in order[start : start + batch_size]],
-                  session.tokenizer.pad_token_id, session.device)
-        for start in range(0, len(order), batch_size)
-    ]
-    return batches, order
 
 
 def nnsight_extractor(session: Session) -> Extractor:

@@ -14,7 +14,7 @@ from toolkit import Session
 from .common import report
 
 
-def _median_move(view, slider, layers) -> float:
+def _median_move(slider, layers) -> float:
     times = []
     for layer in layers:
         start = time.perf_counter()
@@ -41,15 +41,15 @@ def main(argv=None) -> dict:
         results[f"{name}: first computation ms"] = (time.perf_counter() - start) * 1000
         calls = session.model_calls
         results[f"{name}: layer slider redraw ms (median)"] = _median_move(
-            view, getattr(view, slider), layers)
+            getattr(view, slider), layers)
         assert session.model_calls == calls, f"{name} reran the model on a slider move"
     view = ConceptProjection(session, background=False)
     results["ConceptProjection: layer change ms (median; projections from cache)"] = \
-        _median_move(view, view.layer, layers)
+        _median_move(view.layer, layers)
     view = SteeringPanel(session, background=False)
     view.max_tokens.value = 10
     results["SteeringPanel: alpha change ms (median; regenerates 10 tokens)"] = _median_move(
-        view, view.alpha, [0.1, -0.1, 0.2, -0.2])
+        view.alpha, [0.1, -0.1, 0.2, -0.2])
     report(f"widget latency on {session.info}", results)
     return results
 
