@@ -26,7 +26,7 @@ $(PEERS_STAMP): $(STAMP)  ## TransformerLens and nnsight, for bench/peers.py and
 venv: $(STAMP)
 
 model: venv  ## convert the embedded GGUF once into the safetensors cache
-	$(PY) -c "from toolkit import Session; print(Session.load())"
+	$(PY) -c "from reprlab import Session; print(Session.load())"
 
 lab: model
 	$(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)

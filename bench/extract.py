@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from toolkit import Session, datasets, loading
-from toolkit.activations import _left_pad
+from reprlab import Session, datasets, loading
+from reprlab.activations import _left_pad
 
 from .common import best_of, report
 

@@ -64,7 +64,7 @@ def _child(texts: int, variant: str, quick: bool) -> dict:
 
     import torch
 
-    from toolkit import Session
+    from reprlab import Session
 
     from .extract import bench_texts
 

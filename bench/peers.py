@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from toolkit import Session
+from reprlab import Session
 
 from .common import best_of, report
 from .extract import Batch, bench_texts, make_batches, plain_forward

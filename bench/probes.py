@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from toolkit import Session, datasets, probe_curve
+from reprlab import Session, datasets, probe_curve
 
 from .common import report
 

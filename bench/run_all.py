@@ -61,7 +61,7 @@ def main(argv=None) -> Path:
         "Widget latency (Python handler time)": widgets.main(flag),
     }
     gflops = matmul_gflops()
-    from toolkit import Session
+    from reprlab import Session
 
     session = Session.tiny() if args.quick else Session.load()
     per_token = forward_gflop_per_token(session)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from toolkit import Direction, Session, Steer
+from reprlab import Direction, Session, Steer
 
 from .common import best_of, report
 

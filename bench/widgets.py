@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from toolkit import Session
+from reprlab import Session
 
 from .common import report
 
@@ -24,7 +24,7 @@ def _median_move(slider, layers) -> float:
 
 
 def main(argv=None) -> dict:
-    from widgets import CircularMap, ConceptProjection, ProbeCurves, SteeringPanel
+    from reprlab.widgets import CircularMap, ConceptProjection, ProbeCurves, SteeringPanel
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from toolkit import Session
+from reprlab import Session
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from toolkit import Direction, Session, Steer, circular_view, datasets, logit_shift, probe_curve
-from toolkit.hooks import hook_count
+from reprlab import Direction, Session, Steer, circular_view, datasets, logit_shift, probe_curve
+from reprlab.hooks import hook_count
 
 # --- kernel --------------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class Snapshot:
 
 
 def test_probe_curves_bad_inputs(session):
-    from widgets import ProbeCurves
+    from reprlab.widgets import ProbeCurves
 
     w = ProbeCurves(session, background=False)
     w.use.click()  # one direction the user built
@@ -145,14 +145,14 @@ def test_probe_curves_bad_inputs(session):
     (["a", "b", "c", "d"], [1, 1, 1, 1], "one class"),
 ])
 def test_probe_curves_refuses_bad_user_data_at_construction(session, texts, labels, words):
-    from widgets import ProbeCurves
+    from reprlab.widgets import ProbeCurves
 
     with pytest.raises(ValueError, match=words):
         ProbeCurves(session, texts=texts, labels=labels, background=False)
 
 
 def test_concept_projection_bad_inputs(session):
-    from widgets import ConceptProjection
+    from reprlab.widgets import ConceptProjection
 
     w = ConceptProjection(session, background=False)
     before, result = Snapshot(session), w.result
@@ -167,7 +167,7 @@ def test_concept_projection_bad_inputs(session):
 
 
 def test_concept_projection_never_overwrites_a_different_direction(session):
-    from widgets import ConceptProjection, ProbeCurves
+    from reprlab.widgets import ConceptProjection, ProbeCurves
 
     ProbeCurves(session, background=False).use.click()  # 'sentiment@1', a probe direction
     probe_direction = session.directions["sentiment@1"]
@@ -182,7 +182,7 @@ def test_concept_projection_never_overwrites_a_different_direction(session):
 
 
 def test_circular_map_bad_inputs(session):
-    from widgets import CircularMap
+    from reprlab.widgets import CircularMap
 
     w = CircularMap(session, background=False, warm=False, n_permutations=50)
     before, result = Snapshot(session), w.result
@@ -198,7 +198,7 @@ def test_circular_map_bad_inputs(session):
 
 
 def test_steering_panel_bad_inputs(session):
-    from widgets import SteeringPanel
+    from reprlab.widgets import SteeringPanel
 
     w = SteeringPanel(session, background=False)
     before = Snapshot(session)
@@ -218,7 +218,7 @@ def test_steering_panel_bad_inputs(session):
 
 
 def test_views_show_export_errors_before_they_have_a_result(session, tmp_path):
-    from widgets import ProbeCurves
+    from reprlab.widgets import ProbeCurves
 
     w = ProbeCurves(session, background=True)  # nothing computed yet
     w.result = None
@@ -228,7 +228,7 @@ def test_views_show_export_errors_before_they_have_a_result(session, tmp_path):
 
 
 def test_explorer_bad_model_keeps_everything_built(session):
-    from widgets import Explorer
+    from reprlab.widgets import Explorer
 
     e = Explorer(session, background=False)
     e.view(0).use.click()

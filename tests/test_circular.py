@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.circular import circular_view, circularity_stats, cyclic_distance, load_cycle, pca_2d
+from reprlab.circular import circular_view, circularity_stats, cyclic_distance, load_cycle, pca_2d
 
 K, TEMPLATES, D = 12, 6, 40
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit import circular_view
+from reprlab import circular_view
 
 pytestmark = pytest.mark.integration
 

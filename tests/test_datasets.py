@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from toolkit import datasets
+from reprlab import datasets
 
 
 def test_names_list_every_builtin():

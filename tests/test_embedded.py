@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import assert_close_relative, expected_at, reference_hidden_states
 
-from toolkit import datasets, loading
+from reprlab import datasets, loading
 
 pytestmark = pytest.mark.integration
 

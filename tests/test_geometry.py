@@ -5,8 +5,8 @@ import pytest
 import torch
 from test_probes import make_acts
 
-from toolkit import Direction, Session, probe_curve
-from toolkit.geometry import (
+from reprlab import Direction, Session, probe_curve
+from reprlab.geometry import (
     CausalWhitening,
     cosine,
     project,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit import Direction, datasets
-from toolkit.geometry import similarity_matrix
+from reprlab import Direction, datasets
+from reprlab.geometry import similarity_matrix
 
 pytestmark = pytest.mark.integration
 

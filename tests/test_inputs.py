@@ -2,7 +2,7 @@
 
 import pytest
 
-from toolkit import ModelLoadError, Session, datasets
+from reprlab import ModelLoadError, Session, datasets
 
 
 @pytest.mark.parametrize(

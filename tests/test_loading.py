@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from toolkit import Session, loading
-from toolkit.tiny import build_tiny
+from reprlab import Session, loading
+from reprlab.tiny import build_tiny
 
 
 def _logits(session, text="hello there"):

@@ -6,9 +6,9 @@ import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from toolkit import probe_curve
-from toolkit.activations import Activations
-from toolkit.probes import assign_folds
+from reprlab import probe_curve
+from reprlab.activations import Activations
+from reprlab.probes import assign_folds
 
 
 def make_acts(values: torch.Tensor) -> Activations:

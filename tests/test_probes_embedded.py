@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 from test_probes import sklearn_scores
 
-from toolkit import datasets, probe_curve
+from reprlab import datasets, probe_curve
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_probes import make_acts
 
-from toolkit import Direction, Session, Steer, datasets, probe_curve
-from toolkit.hooks import hook_count
+from reprlab import Direction, Session, Steer, datasets, probe_curve
+from reprlab.hooks import hook_count
 
 SESSION = Session.tiny(seed=11)
 words = st.text(alphabet="abcdefgh ", min_size=1, max_size=12).filter(lambda t: t.strip())
@@ -132,7 +132,7 @@ def test_disk_store_holds_exactly_the_float16_values(texts, layers, at, batch_si
 def test_two_widgets_working_at_once_get_the_results_they_would_alone():
     """A SteeringPanel regenerating (steering hooks on) while a ProbeCurves extracts, both in
     background threads on one session: neither sees the other's hooks."""
-    from widgets import ProbeCurves, SteeringPanel
+    from reprlab.widgets import ProbeCurves, SteeringPanel
 
     alone = Session.tiny(seed=6)
     probe_alone = ProbeCurves(alone, dataset="truth", background=False).result

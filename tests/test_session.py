@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import assert_close_relative, expected_at, reference_hidden_states
 
-from toolkit import Session
-from toolkit.hooks import hook_count
-from toolkit.tiny import BLOCKS, TINY_CONFIGS, WIDTH
+from reprlab import Session
+from reprlab.hooks import hook_count
+from reprlab.tiny import BLOCKS, TINY_CONFIGS, WIDTH
 
 FAMILIES = sorted(TINY_CONFIGS)
 TEXTS = ["hello world", "a much longer text with several words", "xyz", "the day is Monday"]
@@ -182,7 +182,7 @@ def test_float16_storage_halves_memory_and_stays_close(tiny):
 
 
 def test_probe_curve_accepts_float16_activations(tiny):
-    from toolkit import probe_curve
+    from reprlab import probe_curve
 
     texts = [f"{w} number {i}" for i in range(12) for w in ("apple", "stone")]
     labels = [t.split()[0] for t in texts]

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from toolkit import Direction, Steer, logit_shift
-from toolkit.hooks import hook_count
-from toolkit.steering import alpha_sweep, steering_edits, token_diff
+from reprlab import Direction, Steer, logit_shift
+from reprlab.hooks import hook_count
+from reprlab.steering import alpha_sweep, steering_edits, token_diff
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from toolkit import Direction, Steer, logit_shift
-from toolkit.steering import word_ids
+from reprlab import Direction, Steer, logit_shift
+from reprlab.steering import word_ids
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_positive_alpha_raises_positive_words_over_negative(smol, sentiment):
 
 
 def test_ablation_zeroes_the_projection_at_that_layer(smol, sentiment):
-    from toolkit.steering import steering_edits
+    from reprlab.steering import steering_edits
 
     with smol.hooks(edits=steering_edits(smol, Steer(sentiment, mode="ablate"))):
         acts = smol.activations(PROMPTS, layers=[10], cache=False)

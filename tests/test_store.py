@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from toolkit import Session, store
-from toolkit.hooks import hook_count
+from reprlab import Session, store
+from reprlab.hooks import hook_count
 
 TEXTS = [f"sample text number {i} about {w}" for i, w in enumerate(["cats", "rain", "maps"] * 20)]
 
@@ -98,7 +98,7 @@ def test_parse_bytes_units_and_available_memory():
 
 
 def test_explorer_header_shows_what_the_cache_holds_on_disk(tiny, store_dir):
-    from widgets import Explorer
+    from reprlab.widgets import Explorer
 
     e = Explorer(tiny, background=False)
     assert "on disk" not in e.header.value

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit import Session
-from widgets import ProbeCurves
+from reprlab import Session
+from reprlab.widgets import ProbeCurves
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_background_work_renders_only_the_latest_request(session):
 
 
 def test_concept_projection_colors_tokens_and_follows_text_and_layer(session):
-    from widgets import ConceptProjection
+    from reprlab.widgets import ConceptProjection
 
     w = ConceptProjection(session, background=False)
     assert w.direction.value == "sentiment@2" and "Error" not in w.status.value
@@ -108,8 +108,8 @@ def test_concept_projection_colors_tokens_and_follows_text_and_layer(session):
 
 
 def test_concept_projection_lists_directions_added_elsewhere(session):
-    from toolkit import Direction
-    from widgets import ConceptProjection
+    from reprlab import Direction
+    from reprlab.widgets import ConceptProjection
 
     w = ConceptProjection(session, background=False)
     session.directions.add(Direction("elsewhere", torch.randn(session.width), 2, "test"))
@@ -120,7 +120,7 @@ def test_concept_projection_lists_directions_added_elsewhere(session):
 
 
 def test_concept_projection_shows_build_errors_in_the_widget(session):
-    from widgets import ConceptProjection
+    from reprlab.widgets import ConceptProjection
 
     w = ConceptProjection(session, background=False)
     w.source.value = "pairs: male_female (unembedding)"  # byte tokenizer: no single tokens
@@ -130,7 +130,7 @@ def test_concept_projection_shows_build_errors_in_the_widget(session):
 
 
 def test_circular_map_slider_redraws_without_a_model_call(session):
-    from widgets import CircularMap
+    from reprlab.widgets import CircularMap
 
     w = CircularMap(session, background=False, warm=False, n_permutations=100)
     calls = session.model_calls
@@ -145,7 +145,7 @@ def test_circular_map_slider_redraws_without_a_model_call(session):
 
 
 def test_circular_map_custom_cycle_and_errors(session):
-    from widgets import CircularMap
+    from reprlab.widgets import CircularMap
 
     w = CircularMap(session, background=False, warm=False, n_permutations=100)
     w.cycle.value = "custom"
@@ -156,8 +156,8 @@ def test_circular_map_custom_cycle_and_errors(session):
 
 
 def test_steering_panel_shows_baseline_and_steered_side_by_side(session):
-    from toolkit import Steer
-    from widgets import SteeringPanel
+    from reprlab import Steer
+    from reprlab.widgets import SteeringPanel
 
     w = SteeringPanel(session, background=False)
     steer, tokens, shift = w.result
@@ -171,8 +171,8 @@ def test_steering_panel_shows_baseline_and_steered_side_by_side(session):
 
 
 def test_steering_panel_second_change_cancels_the_first(session):
-    from toolkit import Steer
-    from widgets import SteeringPanel
+    from reprlab import Steer
+    from reprlab.widgets import SteeringPanel
 
     w = SteeringPanel(session, background=True, debounce=0.0)
     w.wait()
@@ -188,7 +188,7 @@ def test_steering_panel_second_change_cancels_the_first(session):
 
 
 def test_views_share_one_registry(session):
-    from widgets import ConceptProjection, ProbeCurves, SteeringPanel
+    from reprlab.widgets import ConceptProjection, ProbeCurves, SteeringPanel
 
     probes = ProbeCurves(session, background=False)
     steering = SteeringPanel(session, background=False)
@@ -204,7 +204,7 @@ def test_views_share_one_registry(session):
 def test_every_view_exports_html_and_csv(session, tmp_path):
     import csv
 
-    from widgets import CircularMap, ConceptProjection, ProbeCurves, SteeringPanel
+    from reprlab.widgets import CircularMap, ConceptProjection, ProbeCurves, SteeringPanel
 
     views = [ProbeCurves(session, background=False),
              ConceptProjection(session, background=False),
@@ -220,7 +220,7 @@ def test_every_view_exports_html_and_csv(session, tmp_path):
 
 
 def test_explorer_builds_tabs_lazily_and_keeps_its_session_on_a_bad_load(session):
-    from widgets import Explorer
+    from reprlab.widgets import Explorer
 
     e = Explorer(session, background=False)
     assert list(e.views) == [0] and "tiny-llama" in e.header.value

@@ -1,6 +1,6 @@
 """Built-in concept data: labelled texts, cyclic item sets and counterfactual word pairs.
 
->>> from toolkit import datasets
+>>> from reprlab import datasets
 >>> datasets.names()
 ['days', 'hours', 'months', 'pairs', 'sentiment', 'truth']
 >>> data = datasets.load("sentiment")
@@ -71,14 +71,14 @@ Dataset = LabelledTexts | Cycle | dict[str, ConceptPairs]
 
 def names() -> list[str]:
     """Names accepted by :func:`load`."""
-    files = resources.files("toolkit") / "data"
+    files = resources.files("reprlab") / "data"
     return sorted(p.name[: -len(".json")] for p in files.iterdir() if p.name.endswith(".json"))
 
 
 @functools.cache
 def _read(name: str) -> dict:
     """Parsed JSON of a built-in data file, read once per process (views reload on every move)."""
-    return json.loads((resources.files("toolkit") / "data" / f"{name}.json").read_text("utf-8"))
+    return json.loads((resources.files("reprlab") / "data" / f"{name}.json").read_text("utf-8"))
 
 
 def load(name: str) -> Dataset:

@@ -1,4 +1,4 @@
-"""Batched solvers behind :func:`toolkit.probes.probe_curve`.
+"""Batched solvers behind :func:`reprlab.probes.probe_curve`.
 
 Every (layer, fold, label variant, class) problem is one column of a single tensor program:
 no Python loop over layers. Shapes: ``L`` layers, ``N`` examples, ``D`` width, ``F`` folds

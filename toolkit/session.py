@@ -351,7 +351,7 @@ class Session:
     ) -> str:
         """Continue ``prompt``; greedy when ``temperature == 0``, seeded sampling otherwise.
 
-        ``steer``: a :class:`~toolkit.steering.Steer` (or a list) applied while generating.
+        ``steer``: a :class:`~reprlab.steering.Steer` (or a list) applied while generating.
         Returns only the new text; the same seed gives the same text, and the global RNG is
         left untouched.
 
@@ -364,7 +364,7 @@ class Session:
         ))
 
     def stream(self, prompt: str, max_new_tokens: int = 40, **options):
-        """Like :meth:`generate` but yields :class:`~toolkit.steering.Token` objects as they
+        """Like :meth:`generate` but yields :class:`~reprlab.steering.Token` objects as they
         are produced; pass ``should_stop=callable`` to end early (hooks are always removed)."""
         from .steering import check_prompt, stream
 

@@ -1,7 +1,7 @@
-"""reprlab's Jupyter views: thin bindings of controls to toolkit calls, rendered with plotly.
+"""reprlab's Jupyter views: thin bindings of controls to kernel calls, rendered with plotly.
 
->>> from toolkit import Session
->>> from widgets import ProbeCurves
+>>> from reprlab import Session
+>>> from reprlab.widgets import ProbeCurves
 >>> ProbeCurves(Session.load(), dataset="truth")     # doctest: +SKIP
 """
 

@@ -9,8 +9,8 @@ import threading
 
 import ipywidgets as W
 
-from toolkit.circular import circular_view, warm_umap
-from toolkit.geometry import INNER_PRODUCTS
+from reprlab.circular import circular_view, warm_umap
+from reprlab.geometry import INNER_PRODUCTS
 
 from .base import View, figure_widget, sync_figure
 from .figures import circular_scatter, circularity_curve, layer_marker

@@ -10,7 +10,7 @@ import threading
 
 import ipywidgets as W
 
-from toolkit import Session
+from reprlab import Session
 
 from .circular import CircularMap
 from .probe_curves import ProbeCurves

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from toolkit import Direction, datasets, probe_curve
-from toolkit.activations import validate_texts
-from toolkit.probes import check_labels
+from reprlab import Direction, datasets, probe_curve
+from reprlab.activations import validate_texts
+from reprlab.probes import check_labels
 
 from .base import View, figure_widget, sync_figure
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from toolkit import Direction, datasets
-from toolkit.geometry import (
+from reprlab import Direction, datasets
+from reprlab.geometry import (
     INNER_PRODUCTS,
     project_texts,
     similarity_matrix,

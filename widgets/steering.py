@@ -11,8 +11,8 @@ import threading
 
 import ipywidgets as W
 
-from toolkit import Direction
-from toolkit.steering import Steer, logit_shift, token_diff
+from reprlab import Direction
+from reprlab.steering import Steer, logit_shift, token_diff
 
 from .base import View, registry_target
 
