@@ -13,7 +13,7 @@ import time
 import torch
 
 from reprlab import Session, datasets, loading
-from reprlab.activations import _left_pad
+from reprlab.activations import left_pad
 
 from .common import best_of, report
 
@@ -33,7 +33,7 @@ def make_batches(session: Session, texts: list[str], batch_size: int) -> tuple[l
     ids = [session.tokenizer(t)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
     batches = [
-        _left_pad([ids[i] for i in order[start : start + batch_size]],
+        left_pad([ids[i] for i in order[start : start + batch_size]],
                   session.tokenizer.pad_token_id, session.device)
         for start in range(0, len(order), batch_size)
     ]

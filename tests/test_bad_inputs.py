@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from reprlab import Direction, Session, Steer, circular_view, datasets, logit_shift, probe_curve
+from reprlab import Direction, Session, Steer, circular_analysis, datasets, logit_shift, probe_curve
 from reprlab.hooks import hook_count
 
 # --- kernel --------------------------------------------------------------------------------
@@ -46,10 +46,10 @@ KERNEL_CASES = {
     "unknown inner product": (lambda: D.project(ACTS, inner="hyperbolic", session=S),
                               "euclidean, standardized, causal"),
     "inner product without session": (lambda: D.project(ACTS, inner="causal"), "session"),
-    "unknown cycle": (lambda: circular_view(S, "weeks"), "available"),
-    "template without slot": (lambda: circular_view(S, "days", templates=["no slot"]), "'{}'"),
+    "unknown cycle": (lambda: circular_analysis(S, "weeks"), "available"),
+    "template without slot": (lambda: circular_analysis(S, "days", templates=["no slot"]), "'{}'"),
     "template with the item first": (
-        lambda: circular_view(S, "days", templates=["{} is a day"]), "item first"),
+        lambda: circular_analysis(S, "days", templates=["{} is a day"]), "item first"),
     "steer at unknown layer": (lambda: S.generate("hi", 3, steer=Steer(D, layer=99, alpha=1)),
                                "out of range"),
     "steer mode": (lambda: Steer(D, layer=2, alpha=1, mode="multiply"), "'add' or 'ablate'"),

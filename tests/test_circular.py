@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from reprlab.circular import circular_view, circularity_stats, cyclic_distance, load_cycle, pca_2d
+from reprlab.circular import (
+    circular_analysis,
+    circularity_stats,
+    cyclic_distance,
+    load_cycle,
+    pca_2d,
+)
 
 K, TEMPLATES, D = 12, 6, 40
 
@@ -83,12 +89,12 @@ def test_pca_2d_matches_numpy_svd_up_to_sign():
 
 
 def test_circular_view_on_a_tiny_model(tiny):
-    view = circular_view(tiny, "days", method="pca", n_permutations=200)
+    view = circular_analysis(tiny, "days", method="pca", n_permutations=200)
     assert view.layers == tuple(tiny.layers) and view.coords[2].shape == (70, 2)
     assert view.item_means(2).shape == (7, 2)
     assert "rho(cyclic)" in view.summary(2)
-    umap_view = circular_view(tiny, "days", layers=[2], method="umap", n_permutations=50)
-    again = circular_view(tiny, "days", layers=[2], method="umap", n_permutations=50)
+    umap_view = circular_analysis(tiny, "days", layers=[2], method="umap", n_permutations=50)
+    again = circular_analysis(tiny, "days", layers=[2], method="umap", n_permutations=50)
     assert np.allclose(umap_view.coords[2], again.coords[2])  # seeded UMAP is deterministic
 
 
@@ -104,4 +110,4 @@ def test_custom_cycles_and_bad_cycles(tiny):
     with pytest.raises(ValueError, match="attention sink"):
         load_cycle(["a", "b", "c", "d"], templates=["{} is here."])
     with pytest.raises(ValueError, match="unknown method 'tsne'"):
-        circular_view(tiny, "days", method="tsne")
+        circular_analysis(tiny, "days", method="tsne")

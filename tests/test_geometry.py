@@ -37,7 +37,7 @@ def test_causal_self_inner_product_is_one_and_pairing_is_preserved(tiny):
     d = Direction("u", torch.randn(tiny.width), None, "test", space="unembedding")
     v = tiny.geometry.direction_vector(d, "causal")
     assert v @ v == pytest.approx(1.0, abs=1e-5)
-    assert cosine(d, d, tiny, "causal") == pytest.approx(1.0, abs=1e-5)
+    assert cosine(tiny, d, d, "causal") == pytest.approx(1.0, abs=1e-5)
     x, u = torch.randn(5, tiny.width), torch.randn(tiny.width)
     mapped = tiny.geometry.residual_map("causal", tiny.n_blocks)(x) @ \
         tiny.geometry.unembedding_map("causal")(u)
@@ -73,8 +73,8 @@ def test_standardized_geometry_discounts_an_outlier_dimension(tiny):
     tiny.geometry.set_reference(ref)
     outlier = Direction("outlier", torch.eye(tiny.width)[0], 2, "test")
     other = Direction("other", torch.eye(tiny.width)[0] + torch.eye(tiny.width)[1], 2, "test")
-    assert cosine(outlier, other, tiny, "euclidean") == pytest.approx(2 ** -0.5, abs=1e-5)
-    assert cosine(outlier, other, tiny, "standardized") < 0.05
+    assert cosine(tiny, outlier, other, "euclidean") == pytest.approx(2 ** -0.5, abs=1e-5)
+    assert cosine(tiny, outlier, other, "standardized") < 0.05
 
 
 def test_token_projection_equals_projecting_each_position(tiny):
@@ -100,7 +100,7 @@ def test_counterfactual_direction_uses_single_token_pairs_and_skips_others(tiny)
 def test_similarity_matrix_is_symmetric_with_unit_diagonal(tiny):
     ds = [Direction(f"d{i}", torch.randn(tiny.width), 2, "test") for i in range(4)]
     for inner in ("euclidean", "causal"):
-        m = similarity_matrix(ds, tiny, inner)
+        m = similarity_matrix(tiny, ds, inner)
         assert np.allclose(m.values, m.values.T, atol=1e-6)
         assert np.allclose(np.diag(m.values), 1, atol=1e-5)
 
@@ -109,7 +109,7 @@ def test_directions_from_different_spaces_are_not_compared(tiny):
     a = Direction("a", torch.randn(tiny.width), 2, "test")
     b = Direction("b", torch.randn(tiny.width), 3, "test")
     with pytest.raises(ValueError, match="different spaces"):
-        cosine(a, b, tiny)
+        cosine(tiny, a, b)
     with pytest.raises(ValueError, match="share layer and space"):
         a + b
     assert (a + a).layer == 2 and torch.allclose((-a).vector, -a.vector)
@@ -140,4 +140,4 @@ def test_bad_direction_vectors_are_refused(bad, words):
 def test_unknown_inner_product_is_named(tiny):
     d = Direction("d", torch.randn(tiny.width), 2, "test")
     with pytest.raises(ValueError, match="unknown inner product 'cosmic'"):
-        cosine(d, d, tiny, "cosmic")
+        cosine(tiny, d, d, "cosmic")

@@ -20,8 +20,8 @@ def test_causal_whitening_whitens_the_embedded_unembedding(smol):
 def test_counterfactual_concepts_are_closer_to_orthogonal_under_causal(smol):
     pairs = datasets.load("pairs")
     directions = [Direction.counterfactual(smol, p) for p in pairs.values()]
-    euclid = similarity_matrix(directions, smol, "euclidean").mean_abs_off_diagonal()
-    causal = similarity_matrix(directions, smol, "causal").mean_abs_off_diagonal()
+    euclid = similarity_matrix(smol, directions, "euclidean").mean_abs_off_diagonal()
+    causal = similarity_matrix(smol, directions, "causal").mean_abs_off_diagonal()
     assert causal < euclid / 2, (euclid, causal)
 
 

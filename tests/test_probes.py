@@ -66,7 +66,7 @@ def test_ridge_r2_matches_sklearn():
     g = torch.Generator().manual_seed(1)
     values = torch.randn(3, 150, 20, generator=g)
     target = (values[2, :, :3].sum(-1) + 0.5 * torch.randn(150, generator=g)).double().numpy()
-    curve = probe_curve(make_acts(values), target, alpha=10.0)
+    curve = probe_curve(make_acts(values), target, ridge=10.0)
     assert curve.task == "regression" and curve.metric == "r2"
     ref = sklearn_scores(values, target, curve.fold_ids, lambda: Ridge(alpha=10.0))
     np.testing.assert_allclose(curve.scores, ref, atol=1e-4)

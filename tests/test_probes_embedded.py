@@ -30,7 +30,7 @@ def test_r2_matches_sklearn_ridge(smol):
     texts, items = zip(*months.examples())
     acts = smol.activations(list(texts), at=list(items), progress=False)
     target = np.array([months.items.index(m) for m in items], dtype=float)
-    curve = probe_curve(acts, target, alpha=100.0, control=False)
+    curve = probe_curve(acts, target, ridge=100.0, control=False)
     ref = sklearn_scores(acts.values, target, curve.fold_ids, lambda: Ridge(alpha=100.0))
     np.testing.assert_allclose(curve.scores, ref, atol=1e-3)
 

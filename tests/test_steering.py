@@ -48,7 +48,7 @@ def test_ablation_removes_the_direction_at_that_layer(tiny, direction):
 
 
 def test_positions_new_leaves_the_prompt_untouched(tiny, direction):
-    steer = Steer(direction, alpha=1.0, positions="new")
+    steer = Steer(direction, alpha=1.0, apply_to="new")
     edit = steering_edits(tiny, steer)[2]
     prompt = torch.zeros(1, 5, tiny.width)
     out = edit(prompt)
@@ -106,7 +106,7 @@ def test_token_diff_marks_only_changed_tokens():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"mode": "boost"}, "mode must be"), ({"positions": "some"}, "positions must be"),
+    ({"mode": "boost"}, "mode must be"), ({"apply_to": "some"}, "apply_to must be"),
     ({"alpha": float("nan")}, "alpha must be finite"),
 ])
 def test_bad_steers_are_explained(direction, kwargs, words):

@@ -19,7 +19,7 @@ def log_odds_change(smol, steer):
     changes = []
     for prompt in PROMPTS:
         shift = logit_shift(smol, prompt, steer)
-        (pb, pa), (nb, na) = shift.prob_ratio(pos), shift.prob_ratio(neg)
+        (pb, pa), (nb, na) = shift.total_probability(pos), shift.total_probability(neg)
         changes.append(np.log(pa / na) - np.log(pb / nb))
     return float(np.mean(changes))
 

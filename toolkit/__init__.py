@@ -17,12 +17,22 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
 from .activations import Activations
-from .circular import CircularView, circular_view
+from .circular import CircularAnalysis, CircularityStats, circular_analysis, load_cycle
 from .directions import Direction, DirectionRegistry
+from .geometry import (
+    Projections,
+    SimilarityMatrix,
+    TokenProjection,
+    cosine,
+    project_texts,
+    similarity_matrix,
+    token_projection,
+)
 from .loading import ModelLoadError
 from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
-from .steering import Steer, logit_shift
+from .steering import AlphaSweep, LogitShift, Steer, Token, alpha_sweep, logit_shift, token_diff
+from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
 
 try:
     __version__ = version("reprlab")
@@ -39,16 +49,36 @@ def __getattr__(name: str):
 
 __all__ = [
     "Activations",
-    "CircularView",
+    "AlphaSweep",
+    "ApplyTo",
+    "CircularAnalysis",
+    "CircularMethod",
+    "CircularityStats",
     "Direction",
     "DirectionRegistry",
+    "Inner",
+    "LogitShift",
+    "Method",
+    "Mode",
     "ModelLoadError",
     "ProbeCurve",
+    "Projections",
     "Session",
     "SessionInfo",
+    "SimilarityMatrix",
     "Steer",
-    "circular_view",
+    "Task",
+    "Token",
+    "TokenProjection",
+    "alpha_sweep",
+    "circular_analysis",
+    "cosine",
     "datasets",
+    "load_cycle",
     "logit_shift",
     "probe_curve",
+    "project_texts",
+    "similarity_matrix",
+    "token_diff",
+    "token_projection",
 ]

@@ -240,7 +240,7 @@ def extract(
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for done, batch in enumerate(batches, 1):
-        ids, mask, pos = _left_pad([encoded[i].ids for i in batch], pad_id, device)
+        ids, mask, pos = left_pad([encoded[i].ids for i in batch], pad_id, device)
         read = _position_reader([encoded[i] for i in batch], ids.shape[1])
         captured = _run_until(model, parts, layers, ids, mask, pos, keep=read)
         rows = torch.stack([captured[layer] for layer in layers])  # [L, b, D]
@@ -254,7 +254,7 @@ def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...]):
     """All token positions of one unpadded text: values ``[L, T, D]`` and the token strings."""
     ids = tokenizer(text)["input_ids"]
     device = next(model.parameters()).device
-    input_ids, mask, pos = _left_pad([ids], 0, device)
+    input_ids, mask, pos = left_pad([ids], 0, device)
     captured = _run_until(model, parts, layers, input_ids, mask, pos)
     values = torch.stack([captured[layer][0] for layer in layers]).float()
     return values, [tokenizer.decode([i]) for i in ids]
@@ -285,7 +285,7 @@ def _run_until(model, parts, layers, ids, mask, pos, keep=None) -> dict[int, tor
     return captured
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device):
+def left_pad(seqs: list[list[int]], pad_id: int, device):
     T = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), T), dtype=torch.long)

@@ -7,8 +7,8 @@ distinguishable, so the probe alone proves nothing. The headline test here is ge
 the distance between item means follow cyclic distance (rank correlation, with a permutation
 p-value), and better than it follows linear-order distance?
 
->>> view = circular_view(session, "days", method="pca", inner="standardized")  # doctest: +SKIP
->>> view.stats.rho_cyclic[view.index(8)], view.stats.p_value[view.index(8)]   # doctest: +SKIP
+>>> res = circular_analysis(session, "days", method="pca", inner="standardized")  # doctest: +SKIP
+>>> res.stats.rho_cyclic[res.index(8)], res.stats.p_value[res.index(8)]        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
@@ -25,8 +26,12 @@ from . import datasets
 from .datasets import Cycle
 from .geometry import check_inner
 from .probe_solvers import fit_ridge, fold_standardization
+from .types import CircularMethod, Inner
 
-METHODS = ("pca", "umap", "circle_probe")
+if TYPE_CHECKING:
+    from .session import Session
+
+METHODS = get_args(CircularMethod)
 # Items never open a text: the first token is an attention sink with huge activations.
 CUSTOM_TEMPLATES = ("It was {}.", "This is {}.", "We talked about {} today.",
                     "Next on the list: {}.", "I keep thinking of {}.", "The answer was {}.")
@@ -52,7 +57,7 @@ class CircularityStats:
 
 
 @dataclass(frozen=True, eq=False)
-class CircularView:
+class CircularAnalysis:
     """2-D coordinates of every example at some layers, plus circularity tests at all layers."""
 
     cycle: str
@@ -71,7 +76,8 @@ class CircularView:
         try:
             return self.layers.index(layer)
         except ValueError:
-            raise KeyError(f"layer {layer} not in this view; layers: {list(self.layers)}") from None
+            raise KeyError(f"layer {layer} not in this analysis; layers: "
+                           f"{list(self.layers)}") from None
 
     def item_means(self, layer: int) -> np.ndarray:
         """Mean 2-D position of each item ``[items, 2]``, in cyclic order."""
@@ -120,20 +126,20 @@ def _check_templates(templates: Sequence[str]) -> Sequence[str]:
     return templates
 
 
-def circular_view(
-    session,
+def circular_analysis(
+    session: Session,
     cycle: str | Sequence[str] = "days",
     layers: Sequence[int] | None = None,
-    method: str = "pca",
-    inner: str = "euclidean",
+    method: CircularMethod = "pca",
+    inner: Inner = "euclidean",
     *,
     seed: int = 0,
     n_permutations: int = 1000,
-    alpha: float = 10.0,
+    ridge: float = 10.0,
     templates: Sequence[str] | None = None,
     progress=None,
-) -> CircularView:
-    """Per-layer 2-D views of a cycle's examples and circularity tests.
+) -> CircularAnalysis:
+    """Per-layer 2-D coordinates of a cycle's examples and circularity tests.
 
     Each item is placed in every carrier template and read at its own (last) token. ``method``
     gives the 2-D coordinates for ``layers`` (default: all): "pca" (top two principal
@@ -156,9 +162,9 @@ def circular_view(
     x = torch.stack([session.geometry.residual_map(inner, layer)(acts.layer(layer))
                      for layer in layers])                                   # [L, n, D]
     stats = circularity_stats(x, item_index, template_index, len(data.items), seed=seed,
-                              n_permutations=n_permutations, alpha=alpha)
-    coords = _coords(x, method, item_index, template_index, len(data.items), seed, alpha)
-    return CircularView(
+                              n_permutations=n_permutations, ridge=ridge)
+    coords = _coords(x, method, item_index, template_index, len(data.items), seed, ridge)
+    return CircularAnalysis(
         cycle=data.name, items=data.items, texts=tuple(texts), item_index=item_index,
         template_index=template_index, layers=layers, method=method, inner=inner,
         coords=dict(zip(layers, coords)), stats=stats, seed=seed,
@@ -176,7 +182,7 @@ def cyclic_distance(k: int) -> np.ndarray:
 
 def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: np.ndarray,
                       k: int, *, seed: int = 0, n_permutations: int = 1000,
-                      alpha: float = 10.0) -> CircularityStats:
+                      ridge: float = 10.0) -> CircularityStats:
     """Geometry test on item means plus the circle probe and its shuffled-order control.
 
     ``x``: examples ``[L, n, D]`` already mapped into the chosen geometry.
@@ -197,7 +203,7 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
     perms = _permutations(k, n_permutations, seed)                              # [P, k]
     null = _corr(ranks[:, perms[:, iu[0]], perms[:, iu[1]]], cyc)              # [L, P]
     p_value = (1 + (null >= rho_cyc[:, None] - 1e-12).sum(1)) / (1 + len(perms))
-    score, control = circle_probe_scores(x, item_index, template_index, k, seed=seed, alpha=alpha)
+    score, control = circle_probe_scores(x, item_index, template_index, k, seed=seed, ridge=ridge)
     return CircularityStats(
         rho_cyclic=rho_cyc, rho_linear=rho_lin, p_value=p_value,
         null_low=np.quantile(null, 0.025, axis=1), null_high=np.quantile(null, 0.975, axis=1),
@@ -235,11 +241,11 @@ def _permutations(k: int, n: int, seed: int) -> np.ndarray:
     return np.stack([rng.permutation(k) for _ in range(n)])
 
 
-def circle_probe_scores(x, item_index, template_index, k, *, seed=0, alpha=10.0):
+def circle_probe_scores(x, item_index, template_index, k, *, seed=0, ridge=10.0):
     """Leave-one-template-out accuracy of a ridge probe onto (cos, sin) of the item angle,
     for the true cyclic order and for a shuffled order (the control). Returns two ``[L]``."""
     predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
-                                           alpha=alpha, with_control=True)
+                                           ridge=ridge, with_control=True)
     angles = 2 * np.pi * np.arange(k) / k
     scores = []
     for pred, order in predictions:
@@ -249,7 +255,7 @@ def circle_probe_scores(x, item_index, template_index, k, *, seed=0, alpha=10.0)
     return scores[0], scores[1]
 
 
-def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, alpha=10.0,
+def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, ridge=10.0,
                              with_control=False):
     """Held-out (cos, sin) predictions ``[L, n, 2]`` for the true order (and a shuffled one).
 
@@ -273,7 +279,7 @@ def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, alpha=
                                   + [np.ones(len(item_index), bool)]), device=x.device)
     values = x.float()
     fit = fit_ridge(values, np.stack(targets), train, fold_standardization(values, train),
-                    alpha=alpha)
+                    ridge=ridge)
     held = fit.outputs[:, torch.as_tensor(template_index, device=x.device),
                        :, torch.arange(len(item_index), device=x.device), 0]  # [n, L, S]
     held = held.permute(1, 0, 2).cpu().numpy()                                 # [L, n, S]
@@ -283,12 +289,12 @@ def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, alpha=
 # -- 2-D coordinates ------------------------------------------------------------------------------
 
 
-def _coords(x, method, item_index, template_index, k, seed, alpha) -> list[np.ndarray]:
+def _coords(x, method, item_index, template_index, k, seed, ridge) -> list[np.ndarray]:
     if method == "pca":
         return list(pca_2d(x))
     if method == "circle_probe":
         (pred, _), = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
-                                              alpha=alpha)
+                                              ridge=ridge)
         return list(pred)
     return [umap_2d(layer_x, seed) for layer_x in x.cpu().numpy()]
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 
 from .activations import Activations
 from .probes import ProbeCurve, probe_curve
+from .tokens import single_token
+from .types import Inner, Method
 
-DATASET_METHODS = ("mean_difference", "probe", "pca_of_differences")
+if TYPE_CHECKING:
+    from .session import Session
+
+DATASET_METHODS = get_args(Method)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +140,7 @@ class Direction:
                    info={"pairs": len(diffs)}, model=model)
 
     @classmethod
-    def counterfactual(cls, session, word_pairs, name: str | None = None) -> Direction:
+    def counterfactual(cls, session: Session, word_pairs, name: str | None = None) -> Direction:
         """Park et al.'s unembedding-space direction from counterfactual word pairs.
 
         For pairs ``(y0, y1)`` differing in one concept (``("king", "queen")``), the direction
@@ -150,7 +156,7 @@ class Direction:
         for pair in pairs:
             if len(pair) != 2 or not all(isinstance(w, str) and w for w in pair):
                 raise ValueError(f"each pair needs two words, got {pair!r}")
-            tokens = [_single_token(session.tokenizer, w.strip()) for w in pair]
+            tokens = [single_token(session.tokenizer, w.strip()) for w in pair]
             if None in tokens:
                 skipped.append(tuple(pair))
             else:
@@ -169,7 +175,8 @@ class Direction:
                    model=session.name)
 
     @classmethod
-    def from_dataset(cls, session, dataset: str, layer: int, method: str = "mean_difference",
+    def from_dataset(cls, session: Session, dataset: str, layer: int,
+                     method: Method = "mean_difference",
                      name: str | None = None) -> Direction:
         """A direction from a built-in two-class data set (first class minus second).
 
@@ -207,7 +214,8 @@ class Direction:
         info = {**d.info, "dataset": dataset, "positive": classes[0], "negative": classes[1]}
         return replace(d, info=info)
 
-    def project(self, acts: Activations, inner: str = "euclidean", *, session=None,
+    def project(self, acts: Activations, inner: Inner = "euclidean", *,
+                session: Session | None = None,
                 layer: int | None = None) -> torch.Tensor:
         """Scalar projection of each row of ``acts`` on this direction under ``inner``.
 
@@ -262,14 +270,6 @@ class Direction:
     def __repr__(self) -> str:
         return (f"Direction({self.name!r}, {self.where}, method={self.method}, "
                 f"width={self.vector.numel()})")
-
-
-def _single_token(tokenizer, word: str) -> int | None:
-    for form in (" " + word, word):
-        ids = tokenizer(form, add_special_tokens=False)["input_ids"]
-        if len(ids) == 1:
-            return ids[0]
-    return None
 
 
 Listener = Callable[[str, Direction], None]

@@ -14,21 +14,29 @@ geometry.
   state pairs with the unembedding; at earlier layers it is the usual approximation.
 
 >>> scores = direction.project(acts, inner="causal")            # doctest: +SKIP
->>> cosine(d1, d2, session, inner="causal")                    # doctest: +SKIP
+>>> cosine(session, d1, d2, inner="causal")                    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 
-INNER_PRODUCTS = ("euclidean", "standardized", "causal")
+from .types import Inner
+
+if TYPE_CHECKING:
+    from .activations import Activations
+    from .directions import Direction
+    from .session import Session
+
+INNER_PRODUCTS = get_args(Inner)
 
 
-def check_inner(inner: str) -> str:
+def check_inner(inner: Inner) -> Inner:
     if inner not in INNER_PRODUCTS:
         choices = ", ".join(INNER_PRODUCTS)
         raise ValueError(f"unknown inner product {inner!r}; choose from {choices}")
@@ -68,7 +76,7 @@ class Geometry:
     the built-in sentiment and truth texts, read at their last token on first use.
     """
 
-    def __init__(self, session, reference=None):
+    def __init__(self, session: Session, reference: Activations | None = None):
         self.session = session
         self._reference = reference
         self._causal: CausalWhitening | None = None
@@ -109,7 +117,7 @@ class Geometry:
         self._reference = acts
         self._scales.clear()
 
-    def residual_map(self, inner: str, layer: int | None, progress=None):
+    def residual_map(self, inner: Inner, layer: int | None, progress=None):
         """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""
         check_inner(inner)
         if inner == "euclidean":
@@ -120,7 +128,7 @@ class Geometry:
         scale = self.scale(self._layer(layer), progress)
         return lambda x: x.float().to(scale) / scale
 
-    def unembedding_map(self, inner: str, progress=None):
+    def unembedding_map(self, inner: Inner, progress=None):
         """Function mapping unembedding-space vectors into the analysis space (the dual map)."""
         check_inner(inner)
         if inner == "euclidean":
@@ -130,7 +138,7 @@ class Geometry:
         scale = self.scale(self.session.n_blocks, progress)
         return lambda u: u.float().to(scale) * scale
 
-    def direction_vector(self, direction, inner: str, progress=None) -> torch.Tensor:
+    def direction_vector(self, direction: Direction, inner: Inner, progress=None) -> torch.Tensor:
         """``direction`` mapped into the analysis space and normalized there."""
         direction.check_width(self.session.width)
         if direction.space == "unembedding":
@@ -143,15 +151,15 @@ class Geometry:
         return self.session.n_blocks if layer is None else layer
 
 
-def reading_layer(direction, session, layer: int | None = None) -> int:
+def reading_layer(direction: Direction, session: Session, layer: int | None = None) -> int:
     """``layer``, else the direction's own layer (the last one for unembedding directions)."""
     if layer is not None:
         return layer
     return session.n_blocks if direction.space == "unembedding" else direction.layer
 
 
-def project(direction, acts, session, inner: str = "euclidean", layer: int | None = None,
-            progress=None) -> torch.Tensor:
+def project(direction: Direction, acts: Activations, session: Session,
+            inner: Inner = "euclidean", layer: int | None = None, progress=None) -> torch.Tensor:
     """Scalar projection ``[n]`` of each row of ``acts`` (at ``layer``) on ``direction``.
 
     ``layer`` defaults to the direction's layer (the last layer for unembedding directions).
@@ -165,7 +173,7 @@ def project(direction, acts, session, inner: str = "euclidean", layer: int | Non
     return geometry.residual_map(inner, layer, progress)(rows) @ v.to(rows.device)
 
 
-def cosine(d1, d2, session, inner: str = "euclidean") -> float:
+def cosine(session: Session, d1: Direction, d2: Direction, inner: Inner = "euclidean") -> float:
     """Cosine of two directions under ``inner`` (the same layer, or unembedding space)."""
     _check_comparable([d1, d2])
     g = session.geometry
@@ -190,7 +198,8 @@ class SimilarityMatrix:
         return float(np.abs(self.values[mask]).mean()) if mask.any() else float("nan")
 
 
-def similarity_matrix(directions, session, inner: str = "euclidean") -> SimilarityMatrix:
+def similarity_matrix(session: Session, directions: Sequence[Direction],
+                      inner: Inner = "euclidean") -> SimilarityMatrix:
     """Cosine similarity of every pair of ``directions`` under ``inner``."""
     directions = list(directions)
     if not directions:
@@ -223,8 +232,9 @@ class TokenProjection:
     direction: str
 
 
-def token_projection(session, text: str, direction, layer: int | None = None,
-                     inner: str = "euclidean", progress=None) -> TokenProjection:
+def token_projection(session: Session, text: str, direction: Direction,
+                     layer: int | None = None, inner: Inner = "euclidean",
+                     progress=None) -> TokenProjection:
     """Where in a sentence a concept lights up: each token's projection at ``layer``."""
     layer = reading_layer(direction, session, layer)
     acts = session.token_activations(text, layers=[layer])
@@ -248,8 +258,9 @@ class Projections:
         return {c: self.values[labels == c] for c in dict.fromkeys(self.labels)}
 
 
-def project_texts(session, direction, texts, labels, layer: int | None = None,
-                  inner: str = "euclidean", at="last", progress=None) -> Projections:
+def project_texts(session: Session, direction: Direction, texts: Sequence[str],
+                  labels: Sequence, layer: int | None = None, inner: Inner = "euclidean",
+                  at="last", progress=None) -> Projections:
     """Project ``texts`` (read ``at`` a position) on ``direction``, keeping their labels."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")

@@ -182,14 +182,14 @@ def fit_ridge(
     train: torch.Tensor,
     stats: FoldStats,
     *,
-    alpha: float,
+    ridge: float,
 ) -> Fit:
-    """Ridge regression (scikit-learn's ``|y - Zw - b|^2 + alpha |w|^2``), closed form.
+    """Ridge regression ``|y - Zw - b|^2 + ridge |w|^2`` (scikit-learn's alpha), closed form.
 
     One Gram matrix per (layer, fold), all layers batched; solved by Cholesky in float64.
     """
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+    if ridge <= 0:
+        raise ValueError(f"ridge must be > 0, got {ridge}")
     L, N, D = values.shape
     F = train.shape[0]
     dev = values.device
@@ -208,7 +208,7 @@ def fit_ridge(
         resid = (y[:, rows] - y_mean[f, :, None]).to(z.dtype)              # [S, n_f]
         rhs.append(torch.einsum("lnd,sn->lds", z, resid))
     a = torch.stack(grams, 1).double()                                     # [L, F, D, D]
-    a.diagonal(dim1=-2, dim2=-1).add_(alpha)
+    a.diagonal(dim1=-2, dim2=-1).add_(ridge)
     rhs = torch.stack(rhs, 1).double()                                     # [L, F, D, S]
     W = torch.cholesky_solve(rhs, torch.linalg.cholesky(a))               # [L, F, D, S]
     mu, sd = stats.mu.double(), stats.sd.double()

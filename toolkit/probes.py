@@ -7,7 +7,7 @@
 Classification uses L2-regularized logistic regression (binary: sigmoid, more classes:
 softmax), regression uses ridge; features are standardized per fold with the training rows'
 mean and standard deviation, exactly as ``StandardScaler`` inside a scikit-learn CV loop. ``C``
-and ``alpha`` mean what they mean in scikit-learn, so results can be matched one to one.
+is scikit-learn's ``C`` and ``ridge`` is ``Ridge(alpha=)``, so results match one to one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from .activations import Activations
 from .probe_solvers import fit_logistic, fit_ridge, fold_standardization
+from .types import Task
 
 TASKS = ("auto", "classification", "regression")
 
@@ -138,9 +139,9 @@ def probe_curve(
     control: bool = True,
     n_shuffles: int = 3,
     seed: int = 0,
-    task: str = "auto",
+    task: Task = "auto",
     C: float = 0.01,
-    alpha: float = 100.0,
+    ridge: float = 100.0,
     groups: Sequence | None = None,
     max_iter: int = 300,
 ) -> ProbeCurve:
@@ -148,9 +149,10 @@ def probe_curve(
 
     ``labels``: one per text; strings/ints/bools are classes, floats are regression targets
     (override with ``task``). ``C``: inverse L2 strength of the logistic probe (scikit-learn's
-    ``C`` on standardized features); ``alpha``: ridge strength. ``groups``: examples sharing a
-    group stay in the same fold (e.g. a statement and its negation). ``control``: also fit
-    ``n_shuffles`` probes on shuffled labels and report their mean score.
+    ``C`` on standardized features); ``ridge``: ridge strength (``Ridge(alpha=)``).
+    ``groups``: examples sharing a group stay in the same fold (e.g. a statement and its
+    negation). ``control``: also fit ``n_shuffles`` probes on shuffled labels and report their
+    mean score.
     """
     y_raw, task = check_labels(labels, len(acts), task)
     if folds < 2:
@@ -184,8 +186,8 @@ def probe_curve(
         metric, chance = "accuracy", float(np.bincount(y).max() / len(y))
         reg = C
     else:
-        fit = fit_ridge(values, targets, train, stats, alpha=alpha)
-        metric, chance, reg = "r2", 0.0, alpha
+        fit = fit_ridge(values, targets, train, stats, ridge=ridge)
+        metric, chance, reg = "r2", 0.0, ridge
     test = ~train[:folds]
     fold_scores = _score(fit.outputs[:, :folds], targets, test, task)  # [L, F, S]
     heldout = _heldout(fit.outputs[:, :folds, 0], fold_ids)

@@ -13,56 +13,67 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 
-from .directions import Direction, _single_token
+if TYPE_CHECKING:
+    from .session import Session
 
-MODES = ("add", "ablate")
-POSITIONS = ("all", "new")
+from .directions import Direction
+from .tokens import single_token
+from .types import ApplyTo, Mode
+
+MODES = get_args(Mode)
+APPLY_TO = get_args(ApplyTo)
 
 
 @dataclass(frozen=True)
 class Steer:
     """One intervention: ``mode="add"`` adds ``alpha`` typical norms along ``direction`` at
-    hidden state ``layer``; ``mode="ablate"`` projects the direction out. ``positions="new"``
-    leaves the prompt alone (only the last prompt token and generated tokens are steered)."""
+    hidden state ``layer``; ``mode="ablate"`` projects the direction out. ``apply_to="new"``
+    leaves the prompt alone (only the last prompt token and generated tokens are steered).
+
+    ``layer=None`` means the direction's own layer; after construction ``steer.layer`` is
+    always an int.
+
+    >>> Steer(d, alpha=0.25)                     # doctest: +SKIP
+    Steer('sentiment@10', layer 10, alpha=+0.25, apply_to=all)
+    """
 
     direction: Direction
     layer: int | None = None
     alpha: float = 0.0
-    mode: str = "add"
-    positions: str = "all"
+    mode: Mode = "add"
+    apply_to: ApplyTo = "all"
 
     def __post_init__(self):
         if not isinstance(self.direction, Direction):
             raise TypeError(f"Steer needs a Direction, got {type(self.direction).__name__}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be 'add' or 'ablate', got {self.mode!r}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be 'all' or 'new', got {self.positions!r}")
-        if self.layer is None and self.direction.layer is None:
-            raise ValueError(f"direction {self.direction.name!r} lives in unembedding space: "
-                             "pass layer= to say where to steer")
+        if self.apply_to not in APPLY_TO:
+            raise ValueError(f"apply_to must be 'all' or 'new', got {self.apply_to!r}")
+        if self.layer is None:
+            if self.direction.layer is None:
+                raise ValueError(f"direction {self.direction.name!r} lives in unembedding "
+                                 "space: pass layer= to say where to steer")
+            object.__setattr__(self, "layer", self.direction.layer)
         if not np.isfinite(self.alpha):
             raise ValueError(f"alpha must be finite, got {self.alpha}")
 
-    @property
-    def at(self) -> int:
-        return self.direction.layer if self.layer is None else self.layer
-
-    def unit(self, session) -> float:
+    def unit(self, session: Session) -> float:
         """The length of ``alpha = 1`` at this layer (typical hidden-state norm)."""
-        return session.geometry.typical_norm(session.check_layers(self.at)[0])
+        return session.geometry.typical_norm(session.check_layers(self.layer)[0])
 
     def __repr__(self) -> str:
         what = f"alpha={self.alpha:+g}" if self.mode == "add" else "ablate"
         name = self.direction.name
-        return f"Steer({name!r}, layer {self.at}, {what}, positions={self.positions})"
+        return f"Steer({name!r}, layer {self.layer}, {what}, apply_to={self.apply_to})"
 
 
-def residual_vector(session, direction: Direction) -> torch.Tensor:
+def residual_vector(session: Session, direction: Direction) -> torch.Tensor:
     """Unit residual-stream vector for ``direction``.
 
     An unembedding-space direction is mapped to the residual stream by the causal inner
@@ -77,7 +88,7 @@ def residual_vector(session, direction: Direction) -> torch.Tensor:
     return v / v.norm()
 
 
-def steering_edits(session, steers: Steer | Sequence[Steer] | None) -> dict[int, Callable]:
+def steering_edits(session: Session, steers: Steer | Sequence[Steer] | None) -> dict[int, Callable]:
     """Edit functions for :meth:`Session.hooks`, several steers per layer composed in order."""
     if steers is None:
         return {}
@@ -86,7 +97,7 @@ def steering_edits(session, steers: Steer | Sequence[Steer] | None) -> dict[int,
     for steer in steers:
         if not isinstance(steer, Steer):
             raise TypeError(f"steer must be a Steer or a list of them, got {steer!r}")
-        layer = session.check_layers(steer.at)[0]
+        layer = session.check_layers(steer.layer)[0]
         vector = residual_vector(session, steer.direction)
         scale = steer.alpha * session.geometry.typical_norm(layer) if steer.mode == "add" else 0.0
         by_layer.setdefault(layer, []).append((steer, vector, scale))
@@ -94,9 +105,9 @@ def steering_edits(session, steers: Steer | Sequence[Steer] | None) -> dict[int,
     def make(items):
         def edit(hidden: torch.Tensor) -> torch.Tensor:
             out = hidden.clone()
-            # A multi-token pass is the prompt: with positions="new" only its last token.
+            # A multi-token pass is the prompt: with apply_to="new" only its last token.
             for steer, v, scale in items:
-                part = out[:, -1:] if steer.positions == "new" and out.shape[1] > 1 else out
+                part = out[:, -1:] if steer.apply_to == "new" and out.shape[1] > 1 else out
                 v = v.to(part.dtype)
                 if steer.mode == "add":
                     part += scale * v
@@ -128,7 +139,7 @@ def check_prompt(prompt) -> None:
         raise ValueError("the prompt is empty: type some text for the model to continue")
 
 
-def stream(session, prompt: str, *, max_new_tokens: int = 40, seed: int = 0,
+def stream(session: Session, prompt: str, *, max_new_tokens: int = 40, seed: int = 0,
            temperature: float = 0.0, top_p: float = 1.0, steer=None,
            should_stop: Callable[[], bool] | None = None) -> Iterator[Token]:
     """Yield new tokens one by one (greedy, or seeded sampling), with ``steer`` applied.
@@ -211,13 +222,14 @@ class LogitShift:
     before: torch.Tensor = None             # full distributions [vocab]
     after: torch.Tensor = None
 
-    def prob_ratio(self, token_ids: Sequence[int]) -> tuple[float, float]:
+    def total_probability(self, token_ids: Sequence[int]) -> tuple[float, float]:
         """Total probability of ``token_ids`` before and after."""
         idx = torch.as_tensor(list(token_ids))
         return float(self.before[idx].sum()), float(self.after[idx].sum())
 
 
-def next_token_probs(session, prompt: str, steer=None) -> torch.Tensor:
+def next_token_probs(session: Session, prompt: str,
+                     steer: Steer | Sequence[Steer] | None = None) -> torch.Tensor:
     """Probability of each next token after ``prompt`` ``[vocab]``, optionally steered."""
     check_prompt(prompt)
     ids = torch.tensor([session.tokenizer(prompt)["input_ids"]], device=session.device)
@@ -226,7 +238,8 @@ def next_token_probs(session, prompt: str, steer=None) -> torch.Tensor:
     return torch.softmax(logits, -1).cpu()
 
 
-def logit_shift(session, prompt: str, steer, k: int = 10) -> LogitShift:
+def logit_shift(session: Session, prompt: str, steer: Steer | Sequence[Steer],
+                k: int = 10) -> LogitShift:
     """How ``steer`` changes the next-token distribution after ``prompt``."""
     before = next_token_probs(session, prompt)
     after = next_token_probs(session, prompt, steer)
@@ -243,29 +256,29 @@ def logit_shift(session, prompt: str, steer, k: int = 10) -> LogitShift:
 
 @dataclass(frozen=True)
 class AlphaSweep:
-    """A behaviour score at each alpha (mean over prompts)."""
+    """A behaviour score at each alpha (mean over prompts); ``metric`` says what was scored."""
 
     alphas: np.ndarray
     scores: np.ndarray
-    score: str
+    metric: str
     unit: float
 
 
-def word_ids(session, words: Sequence[str]) -> list[int]:
+def word_ids(session: Session, words: Sequence[str]) -> list[int]:
     """Token id of each word as it appears mid-sentence (" word" if that is one token, else
     "word" if that is, else the first token of " word")."""
     ids = []
     for w in words:
-        single = _single_token(session.tokenizer, w.strip())
+        single = single_token(session.tokenizer, w.strip())
         ids.append(single if single is not None else
                    session.tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"][0])
     return ids
 
 
-def alpha_sweep(session, prompts: str | Sequence[str], direction: Direction,
+def alpha_sweep(session: Session, prompts: str | Sequence[str], direction: Direction,
                 alphas: Sequence[float], *, layer: int | None = None,
                 positive: Sequence[str] = (), negative: Sequence[str] = (),
-                mode: str = "add") -> AlphaSweep:
+                mode: Mode = "add") -> AlphaSweep:
     """Score steering strength: ``log P(positive words) - log P(negative words)`` for the next
     token, averaged over ``prompts``, at each ``alpha``."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)

@@ -9,7 +9,7 @@ import threading
 
 import ipywidgets as W
 
-from reprlab.circular import circular_view, warm_umap
+from reprlab.circular import circular_analysis, warm_umap
 from reprlab.geometry import INNER_PRODUCTS
 
 from .base import View, figure_widget, sync_figure
@@ -86,9 +86,9 @@ class CircularMap(View):
         inner = self.inner.value
 
         def work(progress):
-            base = circular_view(self.session, cycle, method="pca", inner=inner,
+            base = circular_analysis(self.session, cycle, method="pca", inner=inner,
                                  progress=progress, **self.view_options)
-            probe = circular_view(self.session, cycle, method="circle_probe", inner=inner,
+            probe = circular_analysis(self.session, cycle, method="circle_probe", inner=inner,
                                   **self.view_options)
             return base, probe
 
@@ -115,7 +115,7 @@ class CircularMap(View):
                 "meanwhile…" if not _umap_ready.is_set() else "Computing UMAP…")
 
         def work(progress):
-            view = circular_view(self.session, cycle, layers=[layer], method="umap",
+            view = circular_analysis(self.session, cycle, layers=[layer], method="umap",
                                  inner=inner, **self.view_options)
             _umap_ready.set()
             return view

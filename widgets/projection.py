@@ -114,7 +114,7 @@ class ConceptProjection(View):
                 if text.strip() else None
             batch = project_texts(self.session, d, data.texts, data.labels, layer, inner,
                                   progress=progress)
-            return tokens, batch, similarity_matrix(comparable, self.session, inner)
+            return tokens, batch, similarity_matrix(self.session, comparable, inner)
 
         self.submit(work, self._render, busy="Projecting…")
 

@@ -127,7 +127,7 @@ class SteeringPanel(View):
         if self.result is None:
             return []
         steer, tokens, shift = self.result
-        setting = {"direction": steer.direction.name, "layer": steer.at, "alpha": steer.alpha,
+        setting = {"direction": steer.direction.name, "layer": steer.layer, "alpha": steer.alpha,
                    "mode": steer.mode, "prompt": self.prompt.value}
         out = [{**setting, "kind": "baseline", "text": "".join(t.text for t in
                                                               self.baseline_tokens)},
@@ -150,7 +150,7 @@ class SteeringPanel(View):
         self.shift.value = _shift_table(shift)
         unit = steer.unit(self.session)
         self.unit.value = (f"<span style='color:#555'>alpha 1 = {unit:.1f} "
-                           f"(typical norm at layer {steer.at})</span>")
+                           f"(typical norm at layer {steer.layer})</span>")
         self.show_info(f"{steer!r}: {sum(changed)} of {len(tokens)} tokens differ from the "
                        "baseline.")
 
