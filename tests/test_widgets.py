@@ -44,8 +44,8 @@ def test_moving_the_layer_redraws_from_cache_without_a_model_call(session):
     calls = session.model_calls
     for layer in (0, 2, 4):
         w.layer.value = layer
-        assert w.layer_fig.layout.title.text.startswith(f"Layer {layer}:")
-        assert w.curve_fig.layout.shapes[0].x0 == layer
+        assert w.layer_fig.figure.layout.title.text.startswith(f"Layer {layer}:")
+        assert w.curve_fig.figure.layout.shapes[0].x0 == layer
     assert session.model_calls == calls
 
 
@@ -137,10 +137,10 @@ def test_circular_map_slider_redraws_without_a_model_call(session):
     before = [tuple(t.x) for t in w.map_fig.data]
     w.layer.value = 2
     after = [tuple(t.x) for t in w.map_fig.data]
-    assert after != before and w.map_fig.layout.title.text.startswith("days at layer 2")
-    assert w.curve_fig.layout.shapes[0].x0 == 2 and "layer 2:" in w.summary.value
+    assert after != before and w.map_fig.figure.layout.title.text.startswith("days at layer 2")
+    assert w.curve_fig.figure.layout.shapes[0].x0 == 2 and "layer 2:" in w.summary.value
     w.method.value = "circle probe"
-    assert "circle probe" in w.map_fig.layout.title.text
+    assert "circle probe" in w.map_fig.figure.layout.title.text
     assert session.model_calls == calls
 
 
@@ -214,9 +214,9 @@ def test_every_view_exports_html_and_csv(session, tmp_path):
         name = type(view).__name__
         rows = list(csv.DictReader(view.export_csv(tmp_path / f"{name}.csv").open()))
         assert rows and set(view.rows()[0]) <= set(rows[0])
-        if view.figures():
-            text = view.export_html(tmp_path / f"{name}.html").read_text()
-            assert "plotly" in text and '<script src="http' not in text  # offline
+        text = view.export_html(tmp_path / f"{name}.html").read_text()
+        assert "<script src=" not in text  # plotly.js embedded: opens offline
+        assert ("Plotly.newPlot" in text) == bool(view.figures())
 
 
 def test_explorer_builds_tabs_lazily_and_keeps_its_session_on_a_bad_load(session):

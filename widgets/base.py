@@ -1,4 +1,4 @@
-"""Plumbing every view shares: status line, progress bar, background work, figure sync.
+"""Plumbing every view shares: status line, progress bar, background work, export.
 
 A view is controls + one kernel call per user action + a render of the result. ``View.submit``
 runs the kernel call (in a background thread by default, so the notebook stays responsive),
@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from .plot import ImageButtons, Plot
 
 
 class Superseded(Exception):
@@ -30,6 +32,7 @@ class View(W.VBox):
 
     def __init__(self, session, *, background: bool = True, **kwargs):
         super().__init__(**kwargs)
+        self.add_class("reprlab-view")  # the PNG/SVG buttons find the view's figures by it
         self.session = session
         self.background = background
         self.result: Any = None
@@ -37,15 +40,15 @@ class View(W.VBox):
         self.progress = W.FloatProgress(min=0.0, max=1.0, layout=W.Layout(width="240px",
                                                                            visibility="hidden"))
         self.export_html_button = W.Button(description="HTML", icon="download",
-                                           tooltip="save the figures as standalone HTML",
+                                           tooltip="save what the view shows as standalone HTML "
+                                                   "(next to the notebook, on the server)",
                                            layout=W.Layout(width="90px"))
         self.export_csv_button = W.Button(description="CSV", icon="table",
                                           tooltip="save the data behind the view as CSV",
                                           layout=W.Layout(width="90px"))
         self.export_html_button.on_click(lambda _: self._export(self.export_html))
         self.export_csv_button.on_click(lambda _: self._export(self.export_csv))
-        self.footer = W.HBox([self.export_html_button, self.export_csv_button, self.progress,
-                              self.status])
+        self._footer: W.HBox | None = None
         self._request = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -64,36 +67,51 @@ class View(W.VBox):
             f"{html.escape(message)}</span>"
         )
 
+    @property
+    def footer(self) -> W.HBox:
+        """Export buttons (HTML, CSV; PNG and SVG made in the browser when the view has
+        figures), the progress bar and the status line."""
+        if self._footer is None:
+            images = [ImageButtons(filename=f"reprlab-{type(self).__name__}")] \
+                if self.plots() else []
+            self._footer = W.HBox([self.export_html_button, self.export_csv_button, *images,
+                                   self.progress, self.status],
+                                  layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        return self._footer
+
     # -- export ---------------------------------------------------------------------------------
 
-    def figures(self) -> list[go.Figure]:
-        """The plotly figures this view shows (FigureWidgets among its attributes)."""
-        return [v for v in vars(self).values() if isinstance(v, go.FigureWidget) and v.data]
+    def plots(self) -> list[Plot]:
+        """The figure widgets of this view."""
+        return [v for v in vars(self).values() if isinstance(v, Plot)]
+
+    def figures(self) -> list:
+        """The plotly figures this view shows now."""
+        return [p.figure for p in self.plots() if p.data]
 
     def rows(self) -> list[dict]:
         """The data behind the view, one dict per row (each view says what)."""
         return []
 
     def export_html(self, path: str | Path | None = None) -> Path:
-        """Write the figures into one standalone HTML file (plotly.js embedded: works offline).
+        """Write what the view shows (its settings, texts, token strips, tables and figures, in
+        the view's layout) into one standalone HTML file; plotly.js is embedded, so it works
+        offline.
 
-        A PNG of each figure is written beside it when kaleido is installed.
+        >>> view.export_html("steering.html")                         # doctest: +SKIP
         """
         path = Path(path or self._default_name("html"))
-        figures = self.figures()
-        if not figures:
+        body = "".join(_html_of(child, skip={self.footer}) for child in self.children)
+        if not _has_content(self):
             raise ValueError("nothing to export yet: wait for the view to draw")
-        parts = [go.Figure(f).to_html(full_html=False, include_plotlyjs=(i == 0))
-                 for i, f in enumerate(figures)]
-        path.write_text(f"<html><head><meta charset='utf-8'><title>{type(self).__name__}"
-                        f"</title></head><body>{''.join(parts)}</body></html>", "utf-8")
-        try:
-            import kaleido  # noqa: F401
-
-            for i, f in enumerate(figures):
-                go.Figure(f).write_image(path.with_name(f"{path.stem}-{i}.png"))
-        except Exception:  # kaleido missing or without a browser: HTML is enough
-            pass
+        settings = " · ".join(f"{html.escape(label)}: {html.escape(value)}"
+                              for label, value in _settings(self))
+        path.write_text(
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>reprlab "
+            f"{type(self).__name__}</title><script>{get_plotlyjs()}</script></head>"
+            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'>"
+            f"<h2>{type(self).__name__}</h2><p style='color:#555'>{settings}</p>{body}"
+            f"</body></html>", "utf-8")
         return path
 
     def export_csv(self, path: str | Path | None = None) -> Path:
@@ -175,26 +193,52 @@ class View(W.VBox):
             worker.join(timeout)
 
 
-def figure_widget(height: int) -> go.FigureWidget:
-    """An empty plotly FigureWidget of ``height`` px in the views' template."""
-    return go.FigureWidget(layout={"height": height, "template": "plotly_white"})
+def _visible(widget: W.Widget) -> bool:
+    layout = getattr(widget, "layout", None)
+    return not (layout is not None and (layout.display == "none" or
+                                         layout.visibility == "hidden"))
 
 
-def sync_figure(target: go.FigureWidget, source: go.Figure, width: int | None = None) -> None:
-    """Make ``target`` show ``source``: update traces in place when their types match."""
-    with target.batch_update():
-        same = len(target.data) == len(source.data) and all(
-            a.type == b.type for a, b in zip(target.data, source.data)
-        )
-        if same:
-            for old, new in zip(target.data, source.data):
-                old.update(new.to_plotly_json(), overwrite=True)
-        else:
-            target.data = ()
-            target.add_traces(list(source.data))
-        target.layout = source.layout
-        if width is not None:
-            target.layout.width = width
+def _html_of(widget: W.Widget, skip: set) -> str:
+    """What ``widget`` shows, as HTML: texts and tables as they are, figures as plotly divs,
+    boxes in their layout; controls are left out (their values go in the settings line)."""
+    if widget in skip or not _visible(widget):
+        return ""
+    if isinstance(widget, Plot):
+        return widget.figure.to_html(full_html=False, include_plotlyjs=False,
+                                     default_width="100%") if widget.data else ""
+    if isinstance(widget, W.HTML):
+        return f"<div>{widget.value}</div>" if widget.value else ""
+    if isinstance(widget, W.Box):
+        parts = [p for p in (_html_of(c, skip) for c in widget.children) if p]
+        if not parts:
+            return ""
+        if isinstance(widget, W.HBox):
+            cells = "".join(f"<div style='flex:1 1 0;min-width:300px'>{p}</div>" for p in parts)
+            return f"<div style='display:flex;flex-wrap:wrap;gap:8px'>{cells}</div>"
+        return "".join(parts)
+    return ""
+
+
+def _has_content(view: View) -> bool:
+    if any(p.data for p in view.plots()):
+        return True
+    return view.result is not None
+
+
+def _settings(widget: W.Widget):
+    """(label, value) of every visible control under ``widget``, in display order."""
+    if not _visible(widget):
+        return
+    if isinstance(widget, W.Box):
+        for child in widget.children:
+            yield from _settings(child)
+    elif isinstance(widget, W.ValueWidget) and not isinstance(widget, (W.HTML, W.Label,
+                                                                       W.FloatProgress)):
+        label = widget.description or getattr(widget, "placeholder", "") or ""
+        value = widget.value
+        if label and value not in ("", None):
+            yield label, f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def registry_target(names: list[str], current: str | None, event: str, name: str) -> str | None:

@@ -12,8 +12,9 @@ import ipywidgets as W
 from reprlab.circular import circular_analysis, warm_umap
 from reprlab.geometry import INNER_PRODUCTS
 
-from .base import View, figure_widget, sync_figure
+from .base import View
 from .figures import circular_scatter, circularity_curve, layer_marker
+from .plot import Plot
 
 CYCLES = ("days", "months", "hours", "custom")
 METHODS = {"PCA": "pca", "UMAP": "umap", "circle probe": "circle_probe"}
@@ -55,8 +56,10 @@ class CircularMap(View):
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))
         self.summary = W.HTML()
-        self.map_fig = figure_widget(430)
-        self.curve_fig = figure_widget(430)
+        self.map_fig = Plot(height=430)
+        self.curve_fig = Plot(height=430)
+        self.curve_fig.on_click(self._on_click)
+        self._curve_of = None  # the statistics the curve figure shows
         self.children = [
             W.HBox([self.cycle, self.custom]),
             W.HBox([self.method, self.inner]),
@@ -145,14 +148,19 @@ class CircularMap(View):
 
     def _draw(self, view, layer: int) -> None:
         stats_view = self.views[("pca",)]
-        sync_figure(self.map_fig, circular_scatter(view, layer), width=470)
-        if self.curve_fig.data and len(self.curve_fig.data) == 3 and \
-                self.curve_fig.layout.meta == id(stats_view):
-            self.curve_fig.layout.shapes = layer_marker(layer)
+        self.map_fig.draw(circular_scatter(view, layer))
+        if self._curve_of is stats_view:
+            self.curve_fig.relayout(shapes=layer_marker(layer))
         else:
-            sync_figure(self.curve_fig, circularity_curve(stats_view, layer), width=470)
-            self.curve_fig.layout.meta = id(stats_view)
+            self.curve_fig.draw(circularity_curve(stats_view, layer))
+            self._curve_of = stats_view
         self.summary.value = f"<code>{stats_view.summary(layer)}</code>"
+
+    def _on_click(self, point: dict) -> None:
+        """A click on the circularity curve picks that layer."""
+        x = point.get("x")
+        if isinstance(x, (int, float)) and self.layer.min <= round(x) <= self.layer.max:
+            self.layer.value = int(round(x))
 
     def _on_cycle(self, _, compute: bool = True) -> None:
         custom = self.cycle.value == "custom"

@@ -12,13 +12,13 @@ from reprlab import Direction, datasets, probe_curve
 from reprlab.activations import validate_texts
 from reprlab.probes import check_labels
 
-from .base import View, figure_widget, sync_figure
+from .base import View
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
+from .plot import Plot
 
 BUILTIN = ("sentiment", "truth")
 YOUR_DATA = "your data"
 POSITIONS = ("last", "mean", "word")
-CURVE_WIDTH, LAYER_WIDTH = 560, 420
 
 
 class ProbeCurves(View):
@@ -49,8 +49,9 @@ class ProbeCurves(View):
         self.name = W.Text(placeholder="direction name", layout=W.Layout(width="180px"))
         self.use = W.Button(description="Use as direction", icon="arrow-right",
                             tooltip="add this layer's probe to the session's direction registry")
-        self.curve_fig = figure_widget(380)
-        self.layer_fig = figure_widget(380)
+        self.curve_fig = Plot(height=380)
+        self.layer_fig = Plot(height=380)
+        self.curve_fig.on_click(self._on_click)
         self.children = [
             W.HBox([self.dataset, self.position, self.word]),
             W.HBox([self.curve_fig, self.layer_fig]),
@@ -86,8 +87,8 @@ class ProbeCurves(View):
         if self.result is None:
             return
         layer = self.layer.value
-        sync_figure(self.layer_fig, probe_layer_figure(self.result, layer), width=LAYER_WIDTH)
-        self.curve_fig.layout.shapes = layer_marker(layer)
+        self.layer_fig.draw(probe_layer_figure(self.result, layer))
+        self.curve_fig.relayout(shapes=layer_marker(layer))
         self.name.placeholder = f"{self.dataset.value}@{layer}"
 
     def use_as_direction(self) -> Direction | None:
@@ -125,18 +126,18 @@ class ProbeCurves(View):
             self.layer.min, self.layer.max = layers[0], layers[-1]
             if first or self.layer.value not in layers:
                 self.layer.value = curve.best_layer
-        sync_figure(self.curve_fig, probe_curve_figure(curve, self.layer.value), width=CURVE_WIDTH)
-        for trace in self.curve_fig.data:
-            trace.on_click(self._on_click)
+        self.curve_fig.draw(probe_curve_figure(curve, self.layer.value))
         self.render_layer()
         best = curve.best_layer_index
         ctrl = "" if curve.control is None else f", control {curve.control[best]:.2f}"
         self.show_info(f"Best layer {curve.best_layer}: {curve.metric} {curve.scores[best]:.2f}"
                        f" ± {curve.spread[best]:.2f}{ctrl} ({len(curve.labels)} examples).")
 
-    def _on_click(self, trace, points, state) -> None:
-        if points.xs:
-            self.layer.value = int(round(points.xs[0]))
+    def _on_click(self, point: dict) -> None:
+        """A click on the curve picks that layer."""
+        x = point.get("x")
+        if isinstance(x, (int, float)) and self.layer.min <= round(x) <= self.layer.max:
+            self.layer.value = int(round(x))
 
     def _on_position(self, _) -> None:
         self._show_word_box()

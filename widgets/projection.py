@@ -15,8 +15,9 @@ from reprlab.geometry import (
     token_projection,
 )
 
-from .base import View, figure_widget, registry_target, sync_figure
+from .base import View, registry_target
 from .figures import projection_histogram, similarity_heatmap, token_html
+from .plot import Plot
 
 CONTRASTS = ("sentiment", "truth")
 DEFAULT_TEXT = "The movie was wonderful, but the ending was terrible."
@@ -58,8 +59,8 @@ class ConceptProjection(View):
         self.contrast = W.Dropdown(options=CONTRASTS, description="compare",
                                    layout=W.Layout(width="220px"))
         self.tokens = W.HTML()
-        self.hist_fig = figure_widget(340)
-        self.sim_fig = figure_widget(340)
+        self.hist_fig = Plot(height=340)
+        self.sim_fig = Plot(height=340)
         self.children = [
             W.HBox([self.direction, self.inner]),
             W.HBox([self.source, self.build_button]),
@@ -140,8 +141,8 @@ class ConceptProjection(View):
         self.result = value
         self.tokens.value = token_html(tokens) if tokens is not None else \
             "<i style='color:#555'>Type a text above to color its tokens.</i>"
-        sync_figure(self.hist_fig, projection_histogram(batch), width=480)
-        sync_figure(self.sim_fig, similarity_heatmap(matrix), width=480)
+        self.hist_fig.draw(projection_histogram(batch))
+        self.sim_fig.draw(similarity_heatmap(matrix))
         d = self.session.directions[self.direction.value]
         note = "" if d.layer in (None, self.layer.value) else \
             f" (direction built at layer {d.layer}, read at layer {self.layer.value})"

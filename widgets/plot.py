@@ -1,0 +1,292 @@
+"""Plot: the one figure widget every view uses; its synced state is the whole plotly figure.
+
+A page reload, a second ``display`` or a notebook reopened while the kernel runs builds a new
+front-end view from the widget state alone, so that state must always hold the current figure:
+``Plot.draw`` sends the full figure spec (JSON), never in-place trace edits. The browser draws it
+with the plotly.js that the plotly package ships, sent once per kernel as the binary state of one
+shared :class:`PlotlyLibrary` widget (offline, no CDN) and evaluated once per page. Clicks on
+points come back to Python (``on_click``); :class:`ImageButtons` downloads the figures of a view
+as PNG or SVG in the browser (``Plotly.toImage``), with no kernel round trip.
+
+>>> plot = Plot(height=300)
+>>> plot.draw(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
+>>> plot.on_click(lambda point: print(point["x"]))      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from typing import Any
+
+import anywidget
+import plotly.graph_objects as go
+import traitlets
+from ipywidgets import widget_serialization
+
+_LOADER = r"""
+const G = globalThis;
+// plotly.js once per page: the bytes come from the PlotlyLibrary widget's state.
+async function loadPlotly(model) {
+  if (G.__reprlabPlotly) return G.__reprlabPlotly;
+  const ref = model.get("library");
+  const id = typeof ref === "string" ? ref.replace(/^IPY_MODEL_/, "") : null;
+  if (!id) throw new Error("reprlab: no plotly.js library widget");
+  G.__reprlabPlotly = libraryModel(model, id).then((lib) => {
+    const source = new TextDecoder().decode(lib.get("source"));
+    const module = { exports: {} };
+    new Function("module", "exports", source)(module, module.exports);
+    return module.exports;
+  });
+  G.__reprlabPlotly.catch(() => { G.__reprlabPlotly = null; });
+  return G.__reprlabPlotly;
+}
+async function libraryModel(model, id) {
+  // After a reload the models are restored together: wait until the library's is known.
+  for (let attempt = 0; ; attempt++) {
+    let lib = null;
+    try {
+      lib = await model.widget_manager.get_model(id);
+    } catch (err) {
+      if (attempt >= 100) throw err;
+    }
+    if (lib) return lib;
+    if (attempt >= 100) throw new Error("reprlab: the plotly.js widget never arrived");
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+}
+const REGISTRY = (G.__reprlabFigures ??= new Map());  // figure key -> set of live plot divs
+"""
+
+_PLOT_ESM = _LOADER + r"""
+const CONFIG = { displaylogo: false, responsive: true,
+                 modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
+function render({ model, el }) {
+  el.classList.add("reprlab-plot");
+  const gd = document.createElement("div");
+  gd.className = "reprlab-plot-area";
+  el.appendChild(gd);
+  const key = model.get("key");
+  if (!REGISTRY.has(key)) REGISTRY.set(key, new Set());
+  REGISTRY.get(key).add(gd);
+  let alive = true, queued = false, chain = Promise.resolve(), Plotly = null;
+
+  async function draw() {
+    queued = false;
+    Plotly = await loadPlotly(model);
+    if (!alive) return;
+    const fig = JSON.parse(model.get("spec") || "{}");
+    await Plotly.react(gd, fig.data || [], fig.layout || {}, CONFIG);
+    if (!gd.__reprlabClicks) {
+      gd.__reprlabClicks = true;
+      gd.on("plotly_click", (event) => model.send({ type: "click", points: event.points.map(
+        (p) => ({ x: p.x, y: p.y, curve: p.curveNumber, index: p.pointIndex ?? p.pointNumber,
+                  name: p.data && p.data.name })) }));
+    }
+  }
+  function schedule() {  // draws never overlap; a burst of updates draws only the last spec
+    if (queued) return;
+    queued = true;
+    chain = chain.then(draw).catch((err) => {
+      console.error("reprlab plot", err);
+      gd.textContent = `could not draw the figure: ${err}`;
+    });
+  }
+  model.on("change:spec", schedule);
+  schedule();
+  const resize = new ResizeObserver(() => {
+    if (Plotly && gd.data && gd.offsetWidth > 0) Plotly.Plots.resize(gd);
+  });
+  resize.observe(el);
+  return () => {
+    alive = false;
+    model.off("change:spec", schedule);
+    resize.disconnect();
+    REGISTRY.get(key)?.delete(gd);
+    if (Plotly) Plotly.purge(gd);
+  };
+}
+export default { render };
+"""
+
+_BUTTONS_ESM = _LOADER + r"""
+function liveDiv(key, root) {  // the copy of the figure in this display of the view
+  const divs = [...(REGISTRY.get(key) || [])].filter((d) => d.isConnected && d.data);
+  return divs.find((d) => root && root.contains(d)) || divs[0];
+}
+
+async function pngOf(Plotly, divs, scale) {
+  const boxes = divs.map((d) => d.getBoundingClientRect());
+  const left = Math.min(...boxes.map((b) => b.left)), top = Math.min(...boxes.map((b) => b.top));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.ceil((Math.max(...boxes.map((b) => b.right)) - left) * scale);
+  canvas.height = Math.ceil((Math.max(...boxes.map((b) => b.bottom)) - top) * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "white";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (const [i, d] of divs.entries()) {
+    const url = await Plotly.toImage(d, { format: "png", width: boxes[i].width,
+                                          height: boxes[i].height, scale });
+    const img = new Image();
+    await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; img.src = url; });
+    ctx.drawImage(img, (boxes[i].left - left) * scale, (boxes[i].top - top) * scale);
+  }
+  return new Promise((ok) => canvas.toBlob(ok, "image/png"));
+}
+
+async function svgOf(Plotly, divs) {
+  const boxes = divs.map((d) => d.getBoundingClientRect());
+  const left = Math.min(...boxes.map((b) => b.left)), top = Math.min(...boxes.map((b) => b.top));
+  const width = Math.ceil(Math.max(...boxes.map((b) => b.right)) - left);
+  const height = Math.ceil(Math.max(...boxes.map((b) => b.bottom)) - top);
+  const parts = [];
+  for (const [i, d] of divs.entries()) {
+    const url = await Plotly.toImage(d, { format: "svg", width: boxes[i].width,
+                                          height: boxes[i].height });
+    const svg = decodeURIComponent(url.slice(url.indexOf(",") + 1));
+    parts.push(svg.replace(/^<svg /, `<svg x="${boxes[i].left - left}" ` +
+                                     `y="${boxes[i].top - top}" `));
+  }
+  const text = `<svg xmlns="http://www.w3.org/2000/svg" ` +
+    `xmlns:xlink="http://www.w3.org/1999/xlink" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}">${parts.join("")}</svg>`;
+  return new Blob([text], { type: "image/svg+xml" });
+}
+
+function render({ model, el }) {
+  el.classList.add("reprlab-image-buttons");
+  const note = document.createElement("span");
+  note.className = "reprlab-image-note";
+  for (const format of ["png", "svg"]) {
+    const button = document.createElement("button");
+    button.className = "jupyter-widgets jupyter-button widget-button";
+    button.textContent = format.toUpperCase();
+    button.title = `download the figures as ${format.toUpperCase()} (made in the browser)`;
+    button.style.width = "64px";
+    button.addEventListener("click", async () => {
+      note.textContent = "";
+      try {
+        const root = el.closest(".reprlab-view");
+        const keys = model.get("figures");
+        const divs = keys.length ? keys.map((k) => liveDiv(k, root)).filter(Boolean)
+          : [...(root ? root.querySelectorAll(".reprlab-plot-area") : [])].filter((d) => d.data);
+        if (!divs.length) throw new Error("nothing drawn yet: wait for the figures");
+        const Plotly = await loadPlotly(model);
+        const blob = format === "png" ? await pngOf(Plotly, divs, 2) : await svgOf(Plotly, divs);
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = `${model.get("filename")}.${format}`;
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      } catch (err) {
+        note.textContent = `${format.toUpperCase()} export failed: ${err.message || err}`;
+      }
+    });
+    el.appendChild(button);
+  }
+  el.appendChild(note);
+}
+export default { render };
+"""
+
+_CSS = """
+.reprlab-plot { min-width: 0; }
+.reprlab-plot-area { width: 100%; }
+.reprlab-image-buttons { display: flex; align-items: center; gap: 2px; }
+.reprlab-image-note { color: #b00020; margin-left: 6px; }
+"""
+
+
+class PlotlyLibrary(anywidget.AnyWidget):
+    """The plotly.js bundle of the installed plotly package, as widget state (one per kernel)."""
+
+    _esm = "export default {};"
+    source = traitlets.Bytes().tag(sync=True)
+
+
+_library: PlotlyLibrary | None = None
+
+
+def plotly_library() -> PlotlyLibrary:
+    """The kernel's one :class:`PlotlyLibrary` (re-made if it was closed)."""
+    global _library
+    if _library is None or _library.comm is None:
+        source = files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+        _library = PlotlyLibrary(source=source)
+    return _library
+
+
+class Plot(anywidget.AnyWidget):
+    """A plotly figure whose synced ``spec`` is the whole current figure as JSON.
+
+    ``figure`` is the :class:`plotly.graph_objects.Figure` drawn last (``data`` reads its
+    traces). The plot takes the width of its container; ``height`` is in pixels.
+    """
+
+    _esm = _PLOT_ESM
+    _css = _CSS
+    spec = traitlets.Unicode("{}").tag(sync=True)
+    key = traitlets.Unicode().tag(sync=True)
+    library = traitlets.Instance(PlotlyLibrary).tag(sync=True, **widget_serialization)
+
+    def __init__(self, height: int = 400, **kwargs):
+        kwargs.setdefault("layout", {"flex": "1 1 0px", "min_width": "0"})
+        super().__init__(key=uuid.uuid4().hex, library=plotly_library(), **kwargs)
+        self.height = height
+        self._click_handlers: list[Callable[[dict], Any]] = []
+        self.on_msg(self._on_message)
+        self.draw(go.Figure())
+
+    @property
+    def data(self) -> tuple:
+        """The traces drawn now (``figure.layout`` is the layout; ``layout`` stays the
+        widget's own CSS layout)."""
+        return self.figure.data
+
+    def draw(self, figure: go.Figure | dict) -> None:
+        """Show ``figure`` (replacing the previous one) in every display of this widget."""
+        figure = figure if isinstance(figure, go.Figure) else go.Figure(figure)
+        figure.layout.width = None  # the container decides the width
+        if figure.layout.height is None:
+            figure.layout.height = self.height
+        self.figure = figure
+        self._publish()
+
+    def relayout(self, **layout) -> None:
+        """Change layout properties (``shapes=...``) of the current figure and redraw."""
+        self.figure.update_layout(**layout)
+        self._publish()
+
+    def on_click(self, callback: Callable[[dict], Any]) -> None:
+        """Call ``callback(point)`` on a click; ``point`` has ``x``, ``y``, ``curve`` (trace
+        index), ``index`` (point index) and ``name`` (trace name)."""
+        self._click_handlers.append(callback)
+
+    def _publish(self) -> None:
+        self.spec = self.figure.to_json()
+
+    def _on_message(self, _widget, content: dict, _buffers) -> None:
+        if content.get("type") != "click":
+            return
+        for point in content.get("points", [])[:1]:
+            for callback in self._click_handlers:
+                callback(point)
+
+
+class ImageButtons(anywidget.AnyWidget):
+    """PNG and SVG buttons that download ``plots`` as one image, made in the browser (without
+    ``plots``: every figure of the view, ``.reprlab-view``, the buttons sit in)."""
+
+    _esm = _BUTTONS_ESM
+    _css = _CSS
+    figures = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    filename = traitlets.Unicode("figure").tag(sync=True)
+    library = traitlets.Instance(PlotlyLibrary).tag(sync=True, **widget_serialization)
+
+    def __init__(self, plots: Sequence[Plot] = (), filename: str = "figure", **kwargs):
+        super().__init__(figures=[p.key for p in plots], filename=filename,
+                         library=plotly_library(), **kwargs)
