@@ -101,3 +101,17 @@ def test_views_with_figures_offer_png_and_svg_made_in_the_browser(session):
     assert any(isinstance(c, ImageButtons) for c in probes.footer.children)
     assert not any(isinstance(c, ImageButtons) for c in steering.footer.children)
     assert "reprlab-view" in probes._dom_classes
+
+
+def test_export_image_writes_png_and_svg_on_the_server(session, tmp_path):
+    pytest.importorskip("kaleido")
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("google-chrome")):
+        pytest.skip("kaleido needs a Chrome or Chromium (apt-get install chromium)")
+    w = ProbeCurves(session, background=False)
+    pngs = w.export_image(tmp_path / "probes.png")
+    assert [p.name for p in pngs] == ["probes-1.png", "probes-2.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    svg = w.export_image(tmp_path / "probes", format="svg")[1].read_text("utf-8")
+    assert svg.lstrip().startswith("<svg") and "Layer" in svg

@@ -114,6 +114,34 @@ class View(W.VBox):
             f"</body></html>", "utf-8")
         return path
 
+    def export_image(self, path: str | Path | None = None, format: str = "png",
+                     scale: float = 2.0) -> list[Path]:
+        """Write each figure as a PNG or SVG file on the server, for code (in the notebook the
+        footer's PNG/SVG buttons download them in the browser instead). Needs kaleido, which
+        drives a local Chrome or Chromium; one figure writes ``path``, several write
+        ``path-1``, ``path-2``, ...
+
+        >>> view.export_image("curve.svg", format="svg")              # doctest: +SKIP
+        """
+        if format not in ("png", "svg"):
+            raise ValueError(f"format {format!r}: choose 'png' or 'svg'")
+        figures = self.figures()
+        if not figures:
+            raise ValueError("nothing to export yet: wait for the view to draw")
+        try:
+            import kaleido  # noqa: F401
+        except ImportError:
+            raise RuntimeError("server-side images need kaleido (pip install kaleido) and a "
+                               "Chrome or Chromium; in the notebook, use the PNG/SVG buttons, "
+                               "which make the images in your browser") from None
+        path = Path(path or self._default_name(format)).with_suffix(f".{format}")
+        paths = [path] if len(figures) == 1 else \
+            [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, len(figures) + 1)]
+        for figure, target in zip(figures, paths):
+            width = figure.layout.width or 640
+            figure.write_image(target, format=format, width=width, scale=scale)
+        return paths
+
     def export_csv(self, path: str | Path | None = None) -> Path:
         """Write :meth:`rows` as CSV."""
         rows = self.rows()
