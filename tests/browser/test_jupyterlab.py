@@ -1,12 +1,16 @@
-"""Real-browser end-to-end: JupyterLab serves the quickstart, headless Chromium runs it, the
-Explorer renders, and moving a layer slider changes a plot.
+"""Real-browser end-to-end, as a class would use it: JupyterLab and Jupyter Notebook 7 serve the
+quickstart, headless Chromium runs it, and the Explorer must render every tab at 1024 x 768
+without horizontal clipping, survive a page reload and a second display, redraw on a slider,
+wrap the token strip, export a PNG made in the browser, and stream non-Latin text readably.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright package (never a browser
 download). Skipped when chromium is missing, unless REPRLAB_REQUIRE_BROWSER=1 (as in CI).
+Screenshots go to artifacts/ (the Explorer's first tab also to docs/img/explorer.png).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -25,6 +29,36 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PROJECTOR = {"width": 1024, "height": 768}
+TABS = ("Probe curves", "Concept directions", "Circular features", "Steering")
+LONG_TEXT = ("The movie was wonderful at the start, with a warm story, clever dialogue and a "
+             "cast that clearly enjoyed every scene, but the second half dragged on and on, the "
+             "plot fell apart, the jokes went flat, and by the terrible ending most of the "
+             "audience around me was checking the time and wishing they had stayed at home.")
+# Extra cell appended to the copy of the quickstart: the same view displayed a second time.
+SECOND_DISPLAY = ("from IPython.display import display\n"
+                  "explorer = next(v for v in Out.values() if type(v).__name__ == 'Explorer')\n"
+                  "display(explorer.view(0))")
+UTF8_NOTEBOOK = """\
+import torch
+from reprlab import Direction, Session
+from reprlab.widgets import SteeringPanel
+
+s = Session.load()
+torch.manual_seed(0)
+direction = Direction("random", torch.randn(s.width), 15, "a random direction")
+panel = SteeringPanel(s, direction)
+panel.max_tokens.value = 12
+panel"""
+
+# Each visible figure's number of traces (plots in hidden tabs are left out).
+PLOT_DATA = """(root) => [...(root || document).querySelectorAll('.js-plotly-plot')]
+    .filter((e) => e.offsetParent !== null).map((e) => (e.data || []).length)"""
+# Elements of the visible views wider than their box (clipped or scrolled horizontally).
+CLIPPED = """() => [...document.querySelectorAll('.reprlab-view, .reprlab-view .widget-box,
+    .reprlab-view .reprlab-plot, .jp-OutputArea-output')]
+    .filter((e) => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map((e) => `${e.className.slice(0, 60)}: ${e.scrollWidth} > ${e.clientWidth}`)"""
 
 
 def _require_browser():
@@ -41,13 +75,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _notebook(path: Path, cells: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def server(tmp_path_factory):
+    """One Jupyter server (JupyterLab at /lab, Notebook 7 at /notebooks) on copies of the
+    notebooks, so the repository's copies are never dirtied."""
     _require_browser()
+    import nbformat
+
     work = tmp_path_factory.mktemp("lab")
-    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", work)  # never dirty the repo copy
+    quickstart = nbformat.read(ROOT / "notebooks" / "00_quickstart.ipynb", as_version=4)
+    nbformat.write(quickstart, work / "nb7_quickstart.ipynb")
+    quickstart.cells.append(nbformat.v4.new_code_cell(SECOND_DISPLAY))
+    nbformat.write(quickstart, work / "00_quickstart.ipynb")
+    _notebook(work / "utf8.ipynb", [UTF8_NOTEBOOK])
     port = _free_port()
-    log = (work / "lab.log").open("w")
+    log = (work / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
@@ -63,7 +114,7 @@ def lab(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.terminate()
-        pytest.fail(f"JupyterLab did not start; log: {(work / 'lab.log').read_text()[-2000:]}")
+        pytest.fail(f"Jupyter did not start; log: {(work / 'server.log').read_text()[-2000:]}")
     yield url
     proc.terminate()
     try:
@@ -72,47 +123,188 @@ def lab(tmp_path_factory):
         proc.kill()
 
 
-def _layer_plot_title(page) -> str:
-    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
-    return next((t for t in titles if t.startswith("Layer ")), "")
-
-
-def test_quickstart_renders_the_explorer_and_a_slider_changes_the_plot(lab):
+@pytest.fixture
+def page(server):
+    """A 1024 x 768 page (a projector) that records console errors; kernels are shut down
+    afterwards so the next test has the memory."""
     sync_api = _require_browser()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport=PROJECTOR, accept_downloads=True)
+        page.console_errors = []
+        page.on("console", lambda m: page.console_errors.append(m.text)
+                if m.type == "error" or "Failed to initialize" in m.text else None)
         try:
-            page.goto(f"{lab}/lab/tree/00_quickstart.ipynb")
-            page.wait_for_selector(".jp-Notebook", timeout=90_000)
-            page.wait_for_timeout(1500)
-            if page.locator(".jp-Dialog").count():
-                page.click(".jp-Dialog .jp-mod-accept")
-            page.click("text=Run", timeout=15_000)
-            page.click("text=Run All Cells", timeout=15_000)
-            page.wait_for_function(
-                "document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000)
-            page.wait_for_function(
-                "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-                ".some(t => t.textContent.startsWith('Layer '))", timeout=120_000)
-            assert page.locator("text=Error displaying widget").count() == 0
-            assert page.locator(".jp-OutputArea-output .widget-tab").count() >= 1
-            before = _layer_plot_title(page)
-            page.screenshot(path=str(ARTIFACTS / "browser-explorer.png"))
-
-            readout = page.locator(".widget-readout").first
-            target = "3" if not before.startswith("Layer 3:") else "20"
-            readout.click()
-            readout.fill(target)
-            readout.press("Enter")
-            page.wait_for_function(
-                "t => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-                ".some(e => e.textContent.startsWith('Layer ' + t + ':'))", arg=target,
-                timeout=30_000)
-            after = _layer_plot_title(page)
-            page.screenshot(path=str(ARTIFACTS / "browser-after-slider.png"))
-            assert after != before and after.startswith(f"Layer {target}:")
-            assert page.locator("text=Error displaying widget").count() == 0
+            yield page
         finally:
             browser.close()
+            _shutdown_kernels(server)
+
+
+def _shutdown_kernels(url: str) -> None:
+    sessions = json.load(urllib.request.urlopen(f"{url}/api/sessions", timeout=10))
+    for session in sessions:
+        request = urllib.request.Request(f"{url}/api/sessions/{session['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30)
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    page.wait_for_timeout(1500)
+    if page.locator(".jp-Dialog").count():
+        page.click(".jp-Dialog .jp-mod-accept")
+    toast = page.locator(".Toastify button:has-text('No')")  # the "Jupyter news" question
+    if toast.count():
+        toast.first.click()
+
+
+def _run_all(page) -> None:
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=15_000)
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=15_000)
+
+
+def _wait_for_plots(page, count: int, timeout: float = 240_000) -> list[int]:
+    """Wait until ``count`` visible plots all have traces; return their trace counts."""
+    page.wait_for_function(f"(({PLOT_DATA})()).filter((n) => n > 0).length >= {count}",
+                           timeout=timeout)
+    return page.evaluate(PLOT_DATA)
+
+
+def _save_and_reload(page) -> None:
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.wait_for_timeout(1500)
+    page.reload()
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+
+
+def _layer_title(page) -> str:
+    titles = page.locator(".reprlab-view .js-plotly-plot .gtitle").all_text_contents()
+    return next((t for t in titles if t.startswith("Layer ")), "")
+
+
+def _move_layer_slider(page, target: str) -> None:
+    readout = page.locator(".reprlab-view .widget-readout").first
+    readout.click()
+    readout.fill(target)
+    readout.press("Enter")
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('.reprlab-view .js-plotly-plot .gtitle')]"
+        ".some(e => e.textContent.startsWith('Layer ' + t + ':'))", arg=target, timeout=60_000)
+
+
+def _select_tab(page, title: str):
+    page.locator(".widget-tab .lm-TabBar-tab", has_text=title).first.click()
+    view = page.locator(".widget-tab .reprlab-view:visible").first
+    view.wait_for(timeout=60_000)
+    return view
+
+
+def _screenshot(page, name: str) -> Path:
+    """What a projector shows: the Explorer's tabs scrolled to the top of the notebook."""
+    page.evaluate("document.querySelector('.widget-tab').scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector(server, page):
+    _open(page, f"{server}/lab/tree/00_quickstart.ipynb")
+    page.keyboard.press("Control+b")  # hide the file browser: the notebook gets the width
+    _run_all(page)
+    _wait_for_plots(page, 4)  # the Explorer's two figures and their second display
+    page.wait_for_function(
+        "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+        ".some(t => t.textContent.startsWith('Layer '))", timeout=120_000)
+    assert page.locator("text=Error displaying widget").count() == 0
+    second = page.locator(".jp-Cell").last.locator(".js-plotly-plot")
+    assert second.count() == 2 and all(n > 0 for n in page.evaluate(
+        "els => els.map(e => (e.data || []).length)", second.element_handles()))
+
+    # every tab at 1024 x 768: drawn, nothing clipped horizontally, a screenshot
+    for title in TABS:
+        view = _select_tab(page, title)
+        if title == "Steering":
+            page.wait_for_function("[...document.querySelectorAll('.reprlab-view')].some("
+                                   "v => v.offsetParent && /tokens differ/.test(v.innerText))",
+                                   timeout=180_000)
+        else:
+            page.wait_for_function(f"(({PLOT_DATA})(document.querySelector("
+                                   "'.widget-tab'))).filter(n => n > 0).length >= 2",
+                                   timeout=240_000)
+        assert page.evaluate(CLIPPED) == [], f"{title}: clipped at 1024 px"
+        slug = title.lower().replace(" ", "-")
+        shot = _screenshot(page, f"explorer-{slug}.png")
+        if title == TABS[0]:
+            (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, ROOT / "docs" / "img" / "explorer.png")
+        if title == "Concept directions":  # a long text's token strip wraps inside the view
+            box = view.locator("textarea").last
+            box.fill(LONG_TEXT)
+            box.press("Tab")  # the text box sends its value on blur
+            page.wait_for_function("[...document.querySelectorAll('.reprlab-tokens')].some("
+                                   "e => e.offsetParent && e.innerText.includes('stayed'))",
+                                   timeout=60_000)
+            strip = page.evaluate("""() => { const e = [...document.querySelectorAll(
+                '.reprlab-tokens')].find(e => e.offsetParent);
+                return {height: e.clientHeight, line: parseFloat(getComputedStyle(e).lineHeight),
+                        scroll: e.scrollWidth, width: e.clientWidth}; }""")
+            assert strip["height"] > 2.5 * strip["line"], f"token strip does not wrap: {strip}"
+            assert strip["scroll"] <= strip["width"] + 1, f"token strip clipped: {strip}"
+            assert page.evaluate(CLIPPED) == []
+            _screenshot(page, "explorer-long-text.png")
+
+    # PNG made by plotly.js in the browser, downloaded by the browser
+    _select_tab(page, "Probe curves")
+    with page.expect_download(timeout=60_000) as download:
+        page.locator(".reprlab-view:visible button:text-is('PNG')").first.click()
+    png = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename.endswith(".png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    # reload with the kernel running: every figure is drawn again from the widget state
+    before = _layer_title(page)
+    _save_and_reload(page)
+    counts = _wait_for_plots(page, 4, timeout=90_000)
+    assert all(n > 0 for n in counts), f"blank plots after reload: {counts}"
+    assert _layer_title(page) == before
+    target = "3" if not before.startswith("Layer 3:") else "20"
+    _move_layer_slider(page, target)  # the reloaded page still redraws on a slider
+    assert _layer_title(page).startswith(f"Layer {target}:")
+    _screenshot(page, "explorer-after-reload.png")
+    assert page.locator("text=Error displaying widget").count() == 0
+    failures = [m for m in page.console_errors if "anywidget" in m or "reprlab" in m]
+    assert failures == [], failures
+
+
+def test_quickstart_in_notebook7_draws_the_explorer_and_survives_reload(server, page):
+    _open(page, f"{server}/notebooks/nb7_quickstart.ipynb")
+    _run_all(page)
+    _wait_for_plots(page, 2)
+    assert page.locator("text=Error displaying widget").count() == 0
+    assert page.evaluate(CLIPPED) == []
+    _screenshot(page, "notebook7-explorer.png")
+    _save_and_reload(page)
+    counts = _wait_for_plots(page, 2, timeout=90_000)
+    assert all(n > 0 for n in counts), f"blank plots after reload: {counts}"
+    failures = [m for m in page.console_errors if "anywidget" in m or "reprlab" in m]
+    assert failures == [], failures
+
+
+def test_a_japanese_prompt_streams_readable_characters(server, page):
+    _open(page, f"{server}/lab/tree/utf8.ipynb")
+    _run_all(page)
+    view = page.locator(".reprlab-view").first
+    view.wait_for(timeout=120_000)
+    done = "() => /tokens differ/.test(document.querySelector('.reprlab-view').innerText)"
+    page.wait_for_function(done, timeout=180_000)  # the default prompt's run
+    prompt = view.locator("input[type='text']").first
+    prompt.fill("映画は")
+    prompt.press("Enter")
+    page.wait_for_function(f"() => !({done})()", timeout=30_000)  # the new run started
+    page.wait_for_function(done, timeout=180_000)
+    text = view.inner_text()
+    assert "\ufffd" not in text, f"replacement characters in the steering panel: {text!r}"
