@@ -103,7 +103,8 @@ class Geometry:
                 from . import datasets
 
                 texts = list(datasets.load("sentiment").texts) + list(datasets.load("truth").texts)
-                ref = self.session.activations(texts, progress=progress)
+                with self.session.without_edits():  # statistics of the unedited model
+                    ref = self.session.activations(texts, progress=progress)
             for i, lay in enumerate(ref.layers):
                 sd = ref.values[i].std(0)
                 norm = float(ref.values[i].norm(dim=-1).median())

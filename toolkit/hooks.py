@@ -47,8 +47,25 @@ def _with_hidden_in_inputs(args, kwargs, hidden):
     return args, {**kwargs, "hidden_states": hidden}
 
 
-def _attach_edit(parts: ModelParts, layer: int, fn: EditFn):
+_PAUSED = "_reprlab_edits_paused"  # attribute on parts.blocks: depth of edits_paused()
+
+
+@contextmanager
+def edits_paused(parts: ModelParts) -> Iterator[None]:
+    """Inside this block every attached edit hook passes the hidden state through unchanged."""
+    setattr(parts.blocks, _PAUSED, getattr(parts.blocks, _PAUSED, 0) + 1)
+    try:
+        yield
+    finally:
+        setattr(parts.blocks, _PAUSED, getattr(parts.blocks, _PAUSED) - 1)
+
+
+def _attach_edit(parts: ModelParts, layer: int, edit: EditFn):
     blocks = parts.blocks
+
+    def fn(hidden):
+        return None if getattr(blocks, _PAUSED, 0) else edit(hidden)
+
     if layer == 0:
 
         def pre_hook(module, args, kwargs):

@@ -8,10 +8,7 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,10 +27,10 @@ from .activations import (
     validate_texts,
 )
 from .architecture import find_parts
+from .cache import ActivationCache, assemble, disk_store_if_over, over_budget
 from .directions import DirectionRegistry
 from .geometry import Geometry
-from .loading import cache_root, load_model
-from .store import default_budget, disk_tensor, format_bytes, parse_bytes
+from .loading import load_model
 from .tiny import build_tiny
 
 
@@ -69,9 +66,6 @@ class Session:
     (random model for tests), or wrap an existing transformers model with the constructor.
     """
 
-    cache_limit_bytes = 2 << 30  # in-memory activation cache budget
-    disk_cache_limit_bytes = 16 << 30  # on-disk stores kept alive by the cache
-
     def __init__(self, model, tokenizer, name: str = "model", device: str | None = None):
         device = device or _default_device()
         self.model = model.to(device).eval().requires_grad_(False)
@@ -85,8 +79,8 @@ class Session:
         self.fingerprint = _fingerprint(self.model, name)
         self.directions = DirectionRegistry()  # shared by every widget on this session
         self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
-        self._cache: OrderedDict[tuple, Activations] = OrderedDict()
-        self.cache_hits = 0
+        self.cache = ActivationCache(self.fingerprint)  # per text; see ``activations``
+        self._edits = 0  # depth of hooks(edits=...): activations under edits skip the cache
         self.model_calls = 0
 
     # -- construction -------------------------------------------------------------------------
@@ -189,7 +183,22 @@ class Session:
         edits = {self.check_layers(k)[0]: v for k, v in (edits or {}).items()}
         reads = {self.check_layers(k)[0]: v for k, v in (reads or {}).items()}
         with self.lock, _hooks.attached(self.parts, edits=edits, reads=reads):
-            yield self
+            self._edits += bool(edits)
+            try:
+                yield self
+            finally:
+                self._edits -= bool(edits)
+
+    @contextmanager
+    def without_edits(self) -> Iterator[Session]:
+        """Pause every edit hook of enclosing :meth:`hooks` blocks (for reference statistics
+        such as the standardized scales, which must describe the unedited model)."""
+        with self.lock, _hooks.edits_paused(self.parts):
+            depth, self._edits = self._edits, 0
+            try:
+                yield self
+            finally:
+                self._edits = depth
 
     # -- activations --------------------------------------------------------------------------
 
@@ -225,25 +234,42 @@ class Session:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
-        key = (self.fingerprint, tuple(texts), at, dtype)
+        ats = list(at) if isinstance(at, tuple) else [at] * len(texts)
+        shape = (len(layers), len(texts), self.width)
         with self.lock:  # one forward pass at a time; cache reads and writes stay consistent
-            hit = self._cache_lookup(key, layers) if cache else None
+            cache = cache and self._edits == 0  # values under edits are never cached
+            over = over_budget(memory_budget, shape, dtype)
+            hit = self.cache.get(texts, ats, at, dtype, layers, copy_ok=not over) if cache \
+                else None
             if hit is not None:
                 return hit
-            out = self._disk_store_if_over(memory_budget, (len(layers), len(texts)), dtype)
-            values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype, out)
-            acts = Activations(
-                values=values,
-                layers=layers,
-                texts=tuple(texts),
-                tokens=tuple(e.token for e in encoded),
-                positions=tuple(e.read_at for e in encoded),
-                at=at,
-                model=self.name,
-            )
+            found = self.cache.find(texts, ats, dtype, layers) if cache and not over else []
+            missing = [i for i, f in enumerate(found) if f is None]
+            if found and len(missing) < len(texts):  # run the model on the new texts only
+                sub_at = tuple(ats[i] for i in missing) if isinstance(at, tuple) else at
+                part = self._extract_acts([texts[i] for i in missing], layers, sub_at,
+                                          batch_size, progress, dtype, None)
+                block = self.cache.put(part, [ats[i] for i in missing], dtype)
+                for j, i in enumerate(missing):
+                    found[i] = (block, j)
+                return assemble(found, texts, at, layers)
+            out = disk_store_if_over(memory_budget, shape, dtype)
+            acts = self._extract_acts(texts, layers, at, batch_size, progress, dtype, out)
             if cache:
-                self._cache_store(key, acts)
+                self.cache.put(acts, ats, dtype)
         return acts
+
+    def _extract_acts(self, texts, layers, at, batch_size, progress, dtype, out) -> Activations:
+        values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype, out)
+        return Activations(
+            values=values,
+            layers=layers,
+            texts=tuple(texts),
+            tokens=tuple(e.token for e in encoded),
+            positions=tuple(e.read_at for e in encoded),
+            at=at,
+            model=self.name,
+        )
 
     def token_activations(
         self, text: str, layers: int | Sequence[int] | None = None
@@ -254,9 +280,9 @@ class Session:
         """
         validate_texts([text])
         layers = self.check_layers(layers)
-        key = (self.fingerprint, ("__tokens__", text))
         with self.lock:
-            hit = self._cache_lookup(key, layers)
+            cache = self._edits == 0
+            hit = self.cache.get_tokens(text, layers) if cache else None
             if hit is not None:
                 return hit
             self.model_calls += 1
@@ -264,22 +290,9 @@ class Session:
             n = len(tokens)
             acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
                                at="tokens", model=self.name)
-            self._cache_store(key, acts)
+            if cache:
+                self.cache.put_tokens(acts)
         return acts
-
-    def _disk_store_if_over(self, budget, rows: tuple[int, int], dtype) -> torch.Tensor | None:
-        """A float16 tensor on disk for ``[layers, texts, width]`` if RAM would exceed budget."""
-        shape = (*rows, self.width)
-        needed = math.prod(shape) * dtype.itemsize
-        budget = default_budget() if budget is None else parse_bytes(budget)
-        if needed <= budget:
-            return None
-        folder = cache_root() / "activations"
-        warnings.warn(
-            f"{shape[0]} layers x {shape[1]} texts need {format_bytes(needed)}, over the memory "
-            f"budget of {format_bytes(budget)}: streaming float16 values to disk in {folder} "
-            "(pass memory_budget= to change the budget)", stacklevel=3)
-        return disk_tensor(shape, torch.float16, folder)
 
     def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32, out=None):
         n_batches = -(-len(texts) // batch_size)
@@ -304,38 +317,28 @@ class Session:
             if bar is not None:
                 bar.close()
 
-    def _cache_lookup(self, key, layers) -> Activations | None:
-        for full_key, acts in self._cache.items():
-            cached_layers = full_key[-1]
-            if full_key[:-1] == key and set(layers) <= set(cached_layers):
-                self._cache.move_to_end(full_key)
-                self.cache_hits += 1
-                return acts if cached_layers == layers else acts.select(layers)
-        return None
-
-    def _cache_store(self, key, acts: Activations) -> None:
-        self._cache[(*key, acts.layers)] = acts
-        while len(self._cache) > 1 and (self.cache_bytes > self.cache_limit_bytes
-                                        or self.cache_disk_bytes > self.disk_cache_limit_bytes):
-            self._cache.popitem(last=False)
+    @property
+    def cache_hits(self) -> int:
+        """Requests answered from the activation cache without running the model."""
+        return self.cache.hits
 
     @property
     def cache_entries(self) -> int:
-        """Number of cached activation sets."""
-        return len(self._cache)
+        """Number of cached activation blocks."""
+        return self.cache.entries
 
     @property
     def cache_bytes(self) -> int:
         """Bytes of RAM held by cached activations (on-disk stores do not count)."""
-        return sum(a.nbytes for a in self._cache.values() if not a.on_disk)
+        return self.cache.ram_bytes
 
     @property
     def cache_disk_bytes(self) -> int:
         """Bytes of cached activations held in on-disk stores (see ``memory_budget``)."""
-        return sum(a.nbytes for a in self._cache.values() if a.on_disk)
+        return self.cache.disk_bytes
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        self.cache.clear()
 
     # -- generation ---------------------------------------------------------------------------
 
