@@ -121,7 +121,7 @@ def test_runs_on_a_tiny_model_session(tiny):
     labels = [t.split()[0] for t in texts]
     curve = probe_curve(tiny.activations(texts, at="mean"), labels, folds=3)
     assert curve.layers == tuple(range(5)) and curve.scores.shape == (5,)
-    assert curve.fold_scores.shape == (5, 3) and curve.control_fold_scores.shape == (5, 3, 3)
+    assert curve.fold_scores.shape == (5, 3) and curve.control_fold_scores.shape == (5, 100, 3)
     assert curve.scores[0] > 0.9  # the mean embedding holds the first word
     assert len(curve.rows()) == 5 and "selectivity" in curve.rows()[0]
 
@@ -160,3 +160,78 @@ def test_bad_options_are_explained(kwargs, words):
     acts, y = planted()
     with pytest.raises(ValueError, match=words):
         probe_curve(acts, y, **kwargs)
+
+
+# -- significance across layers (max statistic over label shuffles) ---------------------------
+
+
+def test_random_labels_give_a_uniform_max_over_layers_p_value():
+    """Under the null the corrected p-value holds its level: about 5% of seeds fall below 0.05."""
+    p = []
+    for seed in range(200):
+        g = torch.Generator().manual_seed(1000 + seed)
+        acts = make_acts(torch.randn(4, 40, 6, generator=g))
+        y = np.random.default_rng(seed).permutation(np.arange(40) % 2)
+        p.append(probe_curve(acts, y, folds=4, seed=seed, n_permutations=39).p_value)
+    p = np.array(p)
+    assert 0.015 <= (p < 0.05).mean() <= 0.1
+    assert 0.35 <= (p < 0.5).mean() <= 0.65  # uniform, not just right at the tail
+
+
+def test_a_planted_signal_is_significant_at_its_layer_and_nowhere_else():
+    acts, y = planted(strength=(0.0, 0.0, 1.0, 0.0), seed=2)
+    curve = probe_curve(acts, y)
+    assert curve.p_values[2] <= curve.min_p_value + 1e-12 < 0.01
+    assert np.all(curve.p_values[[0, 1, 3]] > 0.05)
+    assert list(curve.significant()) == [False, False, True, False]
+    assert curve.summary().startswith("Best layer 2") and "1 of 4 layers above chance" in \
+        curve.summary()
+
+
+def test_no_layer_above_chance_is_said_plainly_and_selectivity_is_not_inflated():
+    acts, y = planted(strength=(0.0, 0.0, 0.0, 0.0), seed=3)
+    curve = probe_curve(acts, y)
+    assert curve.p_value > 0.05 and curve.summary().startswith("No layer is above chance")
+    # the best layer is picked by its score; its control is the best shuffled layer
+    assert abs(curve.best_selectivity) < 0.05
+    assert curve.best_selectivity < curve.selectivity[curve.best_layer_index]
+
+
+def test_p_values_are_the_share_of_shuffles_whose_best_layer_reaches_each_layer():
+    from reprlab.probes import max_statistic_p_values
+
+    scores = np.array([0.5, 0.7, 0.9])
+    null = np.array([[0.4, 0.6, 0.5, 0.8], [0.5, 0.5, 0.7, 0.6], [0.6, 0.9, 0.4, 0.5]])
+    null_max, p = max_statistic_p_values(scores, null)
+    np.testing.assert_array_equal(null_max, [0.6, 0.9, 0.7, 0.8])
+    np.testing.assert_allclose(p, [5 / 5, 4 / 5, 2 / 5])  # ties count against the layer
+
+
+def test_group_shuffles_keep_twins_split_and_shared_labels_shared():
+    from reprlab.probes import permute_labels
+
+    rng = np.random.default_rng(0)
+    twins = np.repeat(np.arange(30), 2)
+    y = np.tile([0, 1], 30)
+    flips = []
+    for _ in range(20):
+        shuffled = permute_labels(y, twins, rng)
+        assert all(sorted(shuffled[twins == g]) == [0, 1] for g in range(30))
+        flips.append((shuffled != y).mean())
+    assert 0.3 < np.mean(flips) < 0.7  # each twin pair is flipped about half the time
+    folds = np.arange(60) % 3
+    within = permute_labels(y, None, rng, folds)
+    assert all(sorted(within[folds == f]) == sorted(y[folds == f]) for f in range(3))
+    blocks = np.repeat(np.arange(10), 3)
+    shared = np.repeat(np.arange(10) % 2, 3)
+    out = permute_labels(shared, blocks, rng)
+    assert all(len(set(out[blocks == g])) == 1 for g in range(10))
+    assert sorted(out) == sorted(shared)
+
+
+def test_regression_curves_get_the_same_permutation_test():
+    g = torch.Generator().manual_seed(5)
+    values = torch.randn(3, 120, 10, generator=g)
+    target = values[1, :, 0].double().numpy() + 0.3 * np.random.default_rng(0).normal(size=120)
+    curve = probe_curve(make_acts(values), target, ridge=10.0)
+    assert curve.p_values[1] < 0.01 and curve.p_values[0] > 0.05 and curve.p_values[2] > 0.05

@@ -1,6 +1,8 @@
 """Widgets driven programmatically on a tiny model: controls change the figures, errors stay in
 the widget, and slider moves never rerun the model."""
 
+import html
+
 import numpy as np
 import pytest
 import torch
@@ -26,7 +28,7 @@ def test_probe_curves_draws_score_control_and_chance(session):
     assert list(line.x) == session.layers
     assert list(line.y) == pytest.approx(w.result.scores.tolist())
     assert w.layer.value == w.result.best_layer
-    assert "Best layer" in w.status.value
+    assert html.escape(w.result.summary()) in w.status.value and "above chance" in w.status.value
 
 
 def test_changing_dataset_and_position_changes_the_traces(session):
@@ -68,7 +70,7 @@ def test_bad_word_shows_an_error_and_keeps_the_previous_curve(session):
     assert "Error" in w.status.value and "zebra" in w.status.value
     assert w.result is curve
     w.position.value = "last"  # still usable
-    assert "Best layer" in w.status.value
+    assert "above chance" in w.status.value
 
 
 def test_user_texts_and_labels(session):
@@ -76,6 +78,21 @@ def test_user_texts_and_labels(session):
     w = ProbeCurves(session, texts=texts, labels=[t.split()[0] for t in texts], at="mean",
                     background=False, folds=2)
     assert w.dataset.value == "your data" and w.result.classes == ("blue", "red")
+    # the first word is in the mean embedding: layers above chance are circled in the figure
+    circled = next(t for t in w.curve_fig.data if t.name.startswith("above chance"))
+    assert list(circled.x) == [layer for layer, sig in zip(w.result.layers,
+                                                            w.result.significant()) if sig]
+    assert 0 in circled.x and "layers above chance" in w.status.value
+
+
+def test_probe_curves_says_plainly_when_no_layer_is_above_chance(session):
+    texts = [f"a plain sentence number {i}" for i in range(40)]
+    labels = list(np.random.default_rng(0).permutation(np.arange(40) % 2))
+    w = ProbeCurves(session, texts=texts, labels=labels, background=False, folds=4)
+    assert w.result.p_value > 0.05
+    assert "No layer is above chance" in w.status.value
+    circled = next(t for t in w.curve_fig.data if t.name.startswith("above chance"))
+    assert len(circled.x) == 0
 
 
 def test_mismatched_user_data_is_refused(session):
@@ -89,7 +106,7 @@ def test_background_work_renders_only_the_latest_request(session):
     w.dataset.value = "sentiment"
     w.wait()
     assert len(w.result.labels) == 240 and w.result.labels[0] in ("positive", "negative")
-    assert "Best layer" in w.status.value
+    assert "above chance" in w.status.value
 
 
 def test_concept_projection_colors_tokens_and_follows_text_and_layer(session):

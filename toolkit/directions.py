@@ -207,7 +207,8 @@ class Direction:
             d = cls.pca_of_differences((pos.select(rows=slice(0, n)), neg.select(rows=slice(0, n))),
                                        layer, name=name)
         else:  # "probe"
-            curve = probe_curve(acts.select([layer]), data.labels, groups=data.groups)
+            curve = probe_curve(acts.select([layer]), data.labels, groups=data.groups,
+                                control=False)
             d = cls.from_probe(curve, layer, name=name)
             if d.info["positive"] != classes[0]:
                 d = replace(d, vector=-d.vector)

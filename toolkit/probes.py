@@ -3,6 +3,13 @@
 >>> curve = probe_curve(acts, labels)            # doctest: +SKIP
 >>> curve.best_layer, curve.scores[curve.best_layer_index]   # doctest: +SKIP
 (14, 0.97)
+>>> curve.p_value, curve.summary()                           # doctest: +SKIP
+
+Significance accounts for picking the best layer: the same probes are refitted on
+``n_permutations`` label shuffles (all in the same batched solve) and each shuffle contributes
+its *best* layer's score to a max-statistic null (Westfall & Young). A layer's corrected p-value
+is the share of shuffles whose best layer reaches that layer's score, so "some layer is above
+chance" is tested at the stated level however many layers there are.
 
 Classification uses L2-regularized logistic regression (binary: sigmoid, more classes:
 softmax), regression uses ridge; features are standardized per fold with the training rows'
@@ -19,19 +26,23 @@ import numpy as np
 import torch
 
 from .activations import Activations
-from .probe_solvers import fit_logistic, fit_ridge, fold_standardization
+from .probe_solvers import FoldStats, fit_logistic, fit_ridge, fold_standardization
 from .types import Task
 
 TASKS = ("auto", "classification", "regression")
+NULL_TOL = 1e-5  # Newton-decrement tolerance of the permutation solve (accuracies are settled)
 
 
 @dataclass(frozen=True, eq=False)
 class ProbeCurve:
-    """Cross-validated probe scores per layer, with fold spread and a shuffled-label control.
+    """Cross-validated probe scores per layer, with fold spread, a shuffled-label control and
+    significance corrected for choosing among the layers.
 
     ``scores[i]`` is the mean test score at hidden state ``layers[i]`` (accuracy, or R^2 for
     numeric labels); ``fold_scores[i]`` holds the per-fold values, ``control[i]`` the same
-    probe's score on shuffled labels (mean over shuffles). ``weights[i]`` is the probe fitted on
+    probe's score on shuffled labels (mean over shuffles). ``null_max[b]`` is shuffle ``b``'s best
+    score over all layers and ``p_values[i]`` the family-wise corrected p-value of layer ``i``
+    (max-statistic permutation test). ``weights[i]`` is the probe fitted on
     all examples, expressed in raw activation space (``[outputs, width]``: one row for two
     classes or regression, one per class otherwise), so that
     ``logit = acts.layer(l) @ weights[i].T + bias[i]``.
@@ -51,6 +62,8 @@ class ProbeCurve:
     weights: torch.Tensor
     bias: torch.Tensor
     heldout: torch.Tensor = field(repr=False)
+    null_max: np.ndarray | None = None
+    p_values: np.ndarray | None = None
     regularization: float = 0.0
     seed: int = 0
     model: str = ""
@@ -74,6 +87,64 @@ class ProbeCurve:
         if self.control is None:
             raise ValueError("this curve was computed with control=False")
         return self.scores - self.control
+
+    @property
+    def n_permutations(self) -> int:
+        return 0 if self.null_max is None else len(self.null_max)
+
+    @property
+    def p_value(self) -> float:
+        """P-value that *some* layer reads the labels (the best layer's corrected p-value)."""
+        self._require_null()
+        return float(self.p_values.min())
+
+    @property
+    def min_p_value(self) -> float:
+        """Smallest p-value attainable with this many shuffles, ``1 / (n_permutations + 1)``."""
+        self._require_null()
+        return 1.0 / (self.n_permutations + 1)
+
+    def significant(self, level: float = 0.05) -> np.ndarray:
+        """Layers whose corrected p-value is below ``level`` (boolean ``[L]``)."""
+        self._require_null()
+        return self.p_values < level
+
+    def threshold(self, level: float = 0.05) -> float:
+        """Score a layer must beat to be significant at ``level``: the ``1 - level`` quantile
+        of the best-over-layers score under shuffled labels."""
+        self._require_null()
+        return float(np.quantile(self.null_max, 1 - level, method="higher"))
+
+    @property
+    def best_selectivity(self) -> float:
+        """Best score minus the mean best score of shuffled labels: the best layer is picked
+        by its score, so its control is picked the same way (the max over layers)."""
+        self._require_null()
+        return float(self.scores.max() - self.null_max.mean())
+
+    def summary(self, level: float = 0.05) -> str:
+        """One plain sentence: best layer, its score, and whether any layer beats chance."""
+        best = self.best_layer_index
+        score = f"{self.metric} {self.scores[best]:.2f} ± {self.spread[best]:.2f}"
+        if self.null_max is None:
+            return (f"Best layer {self.best_layer}: {score} ({len(self.labels)} examples); "
+                    "no significance test (control=False).")
+        n_sig = int(self.significant(level).sum())
+        p = _format_p(self.p_value, self.min_p_value)
+        null = (f"shuffled labels reach {self.null_max.mean():.2f} at their best layer, "
+                f"{self.threshold(level):.2f} at the {1 - level:.0%} quantile")
+        if n_sig == 0:
+            return (f"No layer is above chance (p {p}, corrected for {len(self.layers)} "
+                    f"layers): the best, layer {self.best_layer}, reaches {score}, and {null} "
+                    f"({len(self.labels)} examples, {self.n_permutations} shuffles).")
+        return (f"Best layer {self.best_layer}: {score}; {n_sig} of {len(self.layers)} layers "
+                f"above chance (p {p} at the best, corrected for choosing among layers; "
+                f"{null}; selectivity {self.best_selectivity:+.2f}; {len(self.labels)} "
+                f"examples, {self.n_permutations} shuffles).")
+
+    def _require_null(self) -> None:
+        if self.null_max is None:
+            raise ValueError("this curve was computed with control=False: no permutation test")
 
     @property
     def best_layer_index(self) -> int:
@@ -118,12 +189,14 @@ class ProbeCurve:
             if self.control is not None:
                 row["control"] = float(self.control[i])
                 row["selectivity"] = float(self.scores[i] - self.control[i])
+                row["p_corrected"] = float(self.p_values[i])
             rows.append(row)
         return rows
 
     def __repr__(self) -> str:
         best = self.best_layer_index
-        ctrl = "" if self.control is None else f", control {self.control[best]:.3f}"
+        ctrl = "" if self.control is None else (
+            f", control {self.control[best]:.3f}, p {_format_p(self.p_value, self.min_p_value)}")
         return (
             f"ProbeCurve({self.task}, {len(self.labels)} examples, {len(self.layers)} layers, "
             f"best layer {self.best_layer}: {self.metric} {self.scores[best]:.3f}"
@@ -137,7 +210,7 @@ def probe_curve(
     folds: int = 5,
     *,
     control: bool = True,
-    n_shuffles: int = 3,
+    n_permutations: int = 100,
     seed: int = 0,
     task: Task = "auto",
     C: float = 0.01,
@@ -151,8 +224,11 @@ def probe_curve(
     (override with ``task``). ``C``: inverse L2 strength of the logistic probe (scikit-learn's
     ``C`` on standardized features); ``ridge``: ridge strength (``Ridge(alpha=)``).
     ``groups``: examples sharing a group stay in the same fold (e.g. a statement and its
-    negation). ``control``: also fit ``n_shuffles`` probes on shuffled labels and report their
-    mean score.
+    negation). Shuffles move labels only within a fold and between groups of a fold, never
+    breaking the folds' class balance or a group's label pattern (:func:`permute_labels`).
+    ``control``: also fit the probes on ``n_permutations`` label shuffles (default 100, so
+    p < 0.01 is reachable), giving the per-layer control (their mean) and the max-over-layers
+    permutation test.
     """
     y_raw, task = check_labels(labels, len(acts), task)
     if folds < 2:
@@ -172,33 +248,57 @@ def probe_curve(
     else:
         classes, y = None, np.asarray(y_raw, dtype=np.float64)
         fold_ids = assign_folds(None, folds, seed=seed, groups=groups, n=len(y))
-    variants = [y] + ([rng.permutation(y) for _ in range(n_shuffles)] if control else [])
-    targets = np.stack(variants)  # [S, N]
+    if control and n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1 (100 makes p < 0.01 reachable), "
+                         f"got {n_permutations}")
+    shuffles = [permute_labels(y, groups, rng, fold_ids)
+                for _ in range(n_permutations if control else 0)]
 
     device = values.device
     train = torch.tensor(
         np.stack([fold_ids != f for f in range(folds)] + [np.ones(len(y), bool)]), device=device
     )  # [F+1, N]; the last "fold" trains on everything, for the reported weights
     stats = fold_standardization(values, train)
+    test = ~train[:folds]
+    null_fold_scores = None
     if task == "classification":
         k = len(classes)
-        fit = fit_logistic(values, targets, k, train, stats, C=C, max_iter=max_iter)
+        fit = fit_logistic(values, y[None], k, train, stats, C=C, max_iter=max_iter)
+        if control:
+            # The real labels and the shuffles go through one identical solve (no all-rows
+            # fold, looser tolerance: held-out accuracies agree with a tight solve to within
+            # one example), so the test compares like with like.
+            fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
+                                  stats.n[:folds])
+            variants = np.stack([y] + shuffles)
+            null_fit = fit_logistic(values, variants, k, train[:folds], fold_only, C=C,
+                                    max_iter=max_iter, tol=NULL_TOL)
+            null_fold_scores = _score(null_fit.outputs, variants, test, task)   # [L, F, 1+B]
         metric, chance = "accuracy", float(np.bincount(y).max() / len(y))
         reg = C
     else:
-        fit = fit_ridge(values, targets, train, stats, ridge=ridge)
+        fit = fit_ridge(values, np.stack([y] + shuffles), train, stats, ridge=ridge)
         metric, chance, reg = "r2", 0.0, ridge
-    test = ~train[:folds]
-    fold_scores = _score(fit.outputs[:, :folds], targets, test, task)  # [L, F, S]
+    fold_scores = _score(fit.outputs[:, :folds], np.stack([y] + shuffles)[:fit.outputs.shape[2]],
+                         test, task)  # [L, F, S]
+    if null_fold_scores is None and control:
+        null_fold_scores = fold_scores
     heldout = _heldout(fit.outputs[:, :folds, 0], fold_ids)
+    scores = fold_scores[:, :, 0].mean(1)
+    null_max = p_values = ctrl = ctrl_folds = None
+    if control:
+        tested = null_fold_scores.mean(1)                                        # [L, 1+B]
+        null_max, p_values = max_statistic_p_values(tested[:, 0], tested[:, 1:])
+        ctrl = tested[:, 1:].mean(1)
+        ctrl_folds = null_fold_scores[:, :, 1:].transpose(0, 2, 1)
     return ProbeCurve(
         layers=acts.layers,
         task=task,
         metric=metric,
-        scores=fold_scores[:, :, 0].mean(1),
+        scores=scores,
         fold_scores=fold_scores[:, :, 0],
-        control=fold_scores[:, :, 1:].mean((1, 2)) if control else None,
-        control_fold_scores=fold_scores[:, :, 1:].transpose(0, 2, 1) if control else None,
+        control=ctrl,
+        control_fold_scores=ctrl_folds,
         chance=chance,
         classes=classes,
         labels=tuple(y_raw),
@@ -206,11 +306,60 @@ def probe_curve(
         weights=fit.weights[:, folds, 0].cpu(),
         bias=fit.bias[:, folds, 0].cpu(),
         heldout=heldout.cpu(),
+        null_max=null_max,
+        p_values=p_values,
         regularization=reg,
         seed=seed,
         model=acts.model,
         texts=acts.texts,
     )
+
+
+def max_statistic_p_values(scores: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Family-wise corrected p-value per layer from per-shuffle scores ``null`` ``[L, B]``.
+
+    Returns ``(null_max, p_values)``: the best score over layers of each shuffle ``[B]``, and
+    for each layer ``(1 + #{b: null_max[b] >= scores[l]}) / (B + 1)``. Ties count against the
+    layer (conservative), so the test holds its level for discrete scores like accuracy.
+    """
+    null_max = null.max(0)
+    tol = 1e-9 * max(1.0, float(np.abs(scores).max()))
+    exceed = (null_max[None, :] >= scores[:, None] - tol).sum(1)
+    return null_max, (1 + exceed) / (1 + len(null_max))
+
+
+def permute_labels(y: np.ndarray, groups=None, rng=None, folds=None) -> np.ndarray:
+    """One label shuffle that respects the design: ``folds`` and ``groups``.
+
+    Labels move only within a fold, so every fold keeps the class counts its real labels have
+    (shuffling across stratified folds would unbalance them, and imbalanced training folds score
+    *below* chance, which would make the real labels look significant under the null). Within
+    a fold, each group's labels move as a block to another group of the same size and are then
+    permuted inside it: twins (a statement and its negation, one true one false) keep one label
+    each, and groups that share a label keep sharing one.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    y = np.asarray(y)
+    n = len(y)
+    folds = np.zeros(n, int) if folds is None else np.asarray(folds)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    out = np.empty_like(y)
+    blocks = {}
+    for i in range(n):
+        blocks.setdefault((folds[i], groups[i]), []).append(i)
+    by_stratum = {}
+    for (fold, _), idx in blocks.items():
+        by_stratum.setdefault((fold, len(idx)), []).append(np.array(idx))
+    for members in by_stratum.values():
+        for dest, src in zip(members, rng.permutation(len(members))):
+            out[dest] = rng.permutation(y[members[src]])
+    return out
+
+
+def _format_p(p: float, floor: float) -> str:
+    """``p`` for people; at the floor of the permutation test say "<= floor"."""
+    text = f"{p:.2g}"
+    return f"<= {text}" if p <= floor * (1 + 1e-9) else f"= {text}"
 
 
 def assign_folds(y, folds: int, *, seed: int = 0, groups=None, n: int | None = None) -> np.ndarray:

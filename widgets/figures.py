@@ -49,6 +49,23 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None) -> go.Figure
                            "<br>selectivity %{customdata[1]:.3f}<extra></extra>"),
         ),
     ]
+    if curve.null_max is not None:
+        sig = curve.significant()
+        p = curve.p_values
+        traces.append(go.Scatter(
+            x=[x[i] for i in np.flatnonzero(sig)], y=curve.scores[sig].tolist(), mode="markers",
+            name="above chance (p < 0.05, corrected for all layers)",
+            marker={"color": SCORE, "size": 11, "symbol": "circle-open", "line": {"width": 2}},
+            customdata=p[sig], hovertemplate="layer %{x}: corrected p %{customdata:.3g}"
+                                              "<extra></extra>",
+        ))
+        level = curve.threshold()
+        traces.append(go.Scatter(
+            x=[x[0], x[-1]], y=[level, level], mode="lines",
+            name="95% of shuffles' best layer", line={"color": CONTROL, "dash": "dash", "width": 1},
+            hovertemplate=f"shuffled labels' best layer stays below {level:.3f} in 95% of "
+                          f"{curve.n_permutations} shuffles<extra></extra>",
+        ))
     if curve.control is not None:
         ctrl_spread = curve.control_spread
         traces += [

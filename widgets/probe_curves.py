@@ -22,7 +22,9 @@ POSITIONS = ("last", "mean", "word")
 
 
 class ProbeCurves(View):
-    """Probe score per layer with fold spread and control; a movable layer marker shows
+    """Probe score per layer with fold spread and control; circled layers are above chance
+    after correcting for choosing among all layers (max-statistic permutation test, see
+    :func:`reprlab.probe_curve`), and the status line says so plainly; a movable layer marker shows
     that layer's held-out probe outputs; "Use as direction" registers the layer's probe.
 
     ``texts`` may be a pandas DataFrame with ``text`` and ``label`` columns.
@@ -128,10 +130,7 @@ class ProbeCurves(View):
                 self.layer.value = curve.best_layer
         self.curve_fig.draw(probe_curve_figure(curve, self.layer.value))
         self.render_layer()
-        best = curve.best_layer_index
-        ctrl = "" if curve.control is None else f", control {curve.control[best]:.2f}"
-        self.show_info(f"Best layer {curve.best_layer}: {curve.metric} {curve.scores[best]:.2f}"
-                       f" ± {curve.spread[best]:.2f}{ctrl} ({len(curve.labels)} examples).")
+        self.show_info(curve.summary())
 
     def _on_click(self, point: dict) -> None:
         """A click on the curve picks that layer."""
