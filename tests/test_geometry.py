@@ -80,7 +80,7 @@ def test_standardized_geometry_discounts_an_outlier_dimension(tiny):
 def test_token_projection_equals_projecting_each_position(tiny):
     text = "hello there, world"
     d = Direction("d", torch.randn(tiny.width), 3, "test")
-    tp = token_projection(tiny, text, d, layer=3, inner="causal")
+    tp = token_projection(tiny, text, d, layer=3, inner="causal", center=False)
     n = len(tp.tokens)
     for i in range(n):
         single = project(d, tiny.activations([text], at=i), tiny, "causal", layer=3)
@@ -141,3 +141,77 @@ def test_unknown_inner_product_is_named(tiny):
     d = Direction("d", torch.randn(tiny.width), 2, "test")
     with pytest.raises(ValueError, match="unknown inner product 'cosmic'"):
         cosine(tiny, d, d, "cosmic")
+
+
+# -- whitened inner product, where causal is approximate, centred projections -----------------
+
+
+def _correlated_reference(session, n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(session.width, session.width, generator=g)
+    values = torch.randn(len(session.layers), n, session.width, generator=g) @ mix + 3.0
+    values[..., 5] *= 40  # an outlier dimension
+    return make_acts(values)
+
+
+def test_whitened_inner_product_matches_an_independent_shrunk_whitening():
+    from scipy.linalg import sqrtm
+
+    s = Session.tiny(seed=0)
+    ref = _correlated_reference(s)
+    s.geometry.set_reference(ref)
+    layer = 2
+    x = ref.values[layer].double().numpy()
+    cov = np.cov(x, rowvar=False)
+    shrunk = 0.9 * cov + 0.1 * np.diag(np.diag(cov))
+    expected_map = np.real(np.linalg.inv(sqrtm(shrunk)))
+    probe = torch.randn(7, s.width)
+    ours = s.geometry.residual_map("whitened", layer)(probe).double().numpy()
+    np.testing.assert_allclose(ours, probe.double().numpy() @ expected_map, rtol=2e-3, atol=2e-4)
+    # the reference activations are nearly white there (shrinkage keeps variances a bit < 1)
+    z = s.geometry.residual_map("whitened", layer)(ref.values[layer] - ref.values[layer].mean(0))
+    cov_z = z.double().T @ z.double() / (len(z) - 1)
+    assert torch.all((cov_z.diagonal() > 0.5) & (cov_z.diagonal() < 1.01))
+    raw = ref.values[layer].double()
+    assert cov_z.diagonal().max() / cov_z.diagonal().min() < 2 < \
+        raw.var(0).max() / raw.var(0).min()
+
+
+def test_whitened_is_estimated_at_the_layer_read_and_keeps_logits():
+    s = Session.tiny(seed=0)
+    ref = _correlated_reference(s)
+    s.geometry.set_reference(ref)
+    w1, w3 = s.geometry.whitening(1)[0], s.geometry.whitening(3)[0]
+    assert not torch.allclose(w1, w3)
+    x, u = torch.randn(4, s.width), torch.randn(s.width)
+    last = s.n_blocks
+    paired = s.geometry.residual_map("whitened", last)(x) @ \
+        s.geometry.unembedding_map("whitened")(u)
+    assert torch.allclose(paired, x @ u, rtol=1e-3, atol=1e-3)
+    d = Direction("u", torch.randn(s.width), None, "test", space="unembedding")
+    assert cosine(s, d, d, "whitened") == pytest.approx(1.0, abs=1e-5)
+
+
+def test_causal_note_says_where_it_is_an_approximation(tiny):
+    from reprlab.geometry import inner_note
+
+    assert inner_note(tiny, "causal", tiny.n_blocks) == ""
+    assert inner_note(tiny, "euclidean", 0) == "" and inner_note(tiny, "whitened", 0) == ""
+    far = inner_note(tiny, "causal", 0)
+    assert "approximation" in far and "far from the output" in far and "whitened" in far
+    assert "close to the output" in inner_note(tiny, "causal", tiny.n_blocks - 1)
+
+
+def test_projections_are_centred_on_the_reference_mean_by_default():
+    s = Session.tiny(seed=0)
+    ref = _correlated_reference(s)
+    s.geometry.set_reference(ref)
+    d = Direction("d", torch.randn(s.width), 2, "test")
+    raw = token_projection(s, "a small test sentence", d, center=False)
+    centred = token_projection(s, "a small test sentence", d)
+    v = d.vector / d.vector.norm()
+    shift = float(ref.values[2].float().mean(0) @ v)
+    np.testing.assert_allclose(centred.values, raw.values - shift, rtol=1e-4, atol=1e-3)
+    assert centred.centered and "mean of the reference texts" in centred.origin
+    # the reference itself averages to zero along the direction once centred
+    assert abs(float(project(d, ref, s, center=True, layer=2).mean())) < 1e-3

@@ -1,4 +1,4 @@
-"""Inner products on representation space: euclidean, standardized and causal.
+"""Inner products on representation space: euclidean, standardized, causal and whitened.
 
 Each inner product is a linear map ``T`` into an analysis space where the plain dot product is
 the inner product. Residual-stream vectors (hidden states, residual directions) map with
@@ -10,8 +10,15 @@ geometry.
 - ``standardized``: ``T_r = diag(1 / s_l)`` with ``s_l`` the per-dimension standard deviation of
   reference activations at layer ``l``: outlier dimensions stop dominating.
 - ``causal`` (Park, Choe & Veitch, 2024): ``T_u = Cov(gamma)^{-1/2}`` whitens the unembedding
-  vectors ``gamma``; ``T_r = Cov(gamma)^{1/2}``. Exact at the last layer, whose normalized
-  state pairs with the unembedding; at earlier layers it is the usual approximation.
+  vectors ``gamma``; ``T_r = Cov(gamma)^{1/2}``. It is defined on the unembedding space, so it
+  is exact only for the final hidden state, which pairs with the unembedding. At any earlier
+  layer it is an approximation that gets worse with distance from the output: on the embedded
+  model it wipes out a valence signal at layers 5-10 that Euclidean projections still show.
+  :func:`inner_note` says so for a given layer, and the views show that note.
+- ``whitened``: ``T_r = Cov_l^{-1/2}`` with ``Cov_l`` the covariance of the reference
+  activations *at the layer being read*, shrunk 10% toward its diagonal so it is invertible with
+  fewer reference texts than dimensions. The data-driven counterpart of ``causal`` at every
+  layer; unembedding-space vectors use the last layer's.
 
 >>> scores = direction.project(acts, inner="causal")            # doctest: +SKIP
 >>> cosine(session, d1, d2, inner="causal")                    # doctest: +SKIP
@@ -76,11 +83,16 @@ class Geometry:
     the built-in sentiment and truth texts, read at their last token on first use.
     """
 
+    #: shrinkage of the whitened covariance toward its diagonal
+    SHRINKAGE = 0.1
+
     def __init__(self, session: Session, reference: Activations | None = None):
         self.session = session
         self._reference = reference
         self._causal: CausalWhitening | None = None
-        self._scales: dict[int, tuple[torch.Tensor, float]] = {}
+        self._scales: dict[int, tuple[torch.Tensor, float, torch.Tensor]] = {}
+        self._whitening: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rows: dict[int, torch.Tensor] = {}
 
     @property
     def causal(self) -> CausalWhitening:
@@ -96,6 +108,25 @@ class Geometry:
         """Median L2 norm of the reference activations at ``layer`` (steering's alpha unit)."""
         return self._reference_stats(layer, progress)[1]
 
+    def reference_mean(self, layer: int, progress=None) -> torch.Tensor:
+        """Mean of the reference activations at ``layer`` (the default projection origin)."""
+        return self._reference_stats(layer, progress)[2]
+
+    def whitening(self, layer: int, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Cov_l^{-1/2}, Cov_l^{1/2})`` of the reference activations at ``layer``, with the
+        covariance shrunk by :attr:`SHRINKAGE` toward its diagonal."""
+        if layer not in self._whitening:
+            self._reference_stats(layer, progress)
+            x = self._rows[layer].double()
+            xc = x - x.mean(0)
+            cov = xc.T @ xc / max(len(x) - 1, 1)
+            cov = (1 - self.SHRINKAGE) * cov + self.SHRINKAGE * torch.diag(cov.diagonal())
+            evals, evecs = torch.linalg.eigh(cov)
+            evals = evals.clamp_min(1e-10 * float(evals.max()) + 1e-30)
+            self._whitening[layer] = (((evecs * evals.rsqrt()) @ evecs.T).float(),
+                                      ((evecs * evals.sqrt()) @ evecs.T).float())
+        return self._whitening[layer]
+
     def _reference_stats(self, layer: int, progress=None):
         if layer not in self._scales:
             ref = self._reference
@@ -106,9 +137,12 @@ class Geometry:
                 with self.session.without_edits():  # statistics of the unedited model
                     ref = self.session.activations(texts, progress=progress)
             for i, lay in enumerate(ref.layers):
-                sd = ref.values[i].std(0)
-                norm = float(ref.values[i].norm(dim=-1).median())
-                self._scales[lay] = (sd.clamp_min(1e-6 * float(sd.max()) + 1e-12), norm)
+                rows = ref.values[i].float()
+                sd = rows.std(0)
+                norm = float(rows.norm(dim=-1).median())
+                self._scales[lay] = (sd.clamp_min(1e-6 * float(sd.max()) + 1e-12), norm,
+                                     rows.mean(0))
+                self._rows[lay] = rows
             if layer not in self._scales:
                 raise KeyError(f"the reference activations hold no layer {layer}")
         return self._scales[layer]
@@ -117,6 +151,8 @@ class Geometry:
         """Use ``acts`` (all layers you need) for standardized scales and typical norms."""
         self._reference = acts
         self._scales.clear()
+        self._whitening.clear()
+        self._rows.clear()
 
     def residual_map(self, inner: Inner, layer: int | None, progress=None):
         """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""
@@ -126,6 +162,9 @@ class Geometry:
         if inner == "causal":
             unwhiten = self.causal.unwhiten
             return lambda x: x.float().to(unwhiten) @ unwhiten
+        if inner == "whitened":
+            whiten = self.whitening(self._layer(layer), progress)[0]
+            return lambda x: x.float().to(whiten) @ whiten
         scale = self.scale(self._layer(layer), progress)
         return lambda x: x.float().to(scale) / scale
 
@@ -136,6 +175,9 @@ class Geometry:
             return lambda u: u.float()
         if inner == "causal":
             return self.causal.transform_unembedding
+        if inner == "whitened":
+            unwhiten = self.whitening(self.session.n_blocks, progress)[1]
+            return lambda u: u.float().to(unwhiten) @ unwhiten
         scale = self.scale(self.session.n_blocks, progress)
         return lambda u: u.float().to(scale) * scale
 
@@ -152,6 +194,24 @@ class Geometry:
         return self.session.n_blocks if layer is None else layer
 
 
+def inner_note(session: Session, inner: Inner, layer: int | None) -> str:
+    """What to keep in mind when reading ``layer`` under ``inner`` ("" when nothing).
+
+    >>> inner_note(session, "causal", 8)                         # doctest: +SKIP
+    'causal inner product at layer 8 of 30: ...'
+    """
+    check_inner(inner)
+    last = session.n_blocks
+    if inner != "causal" or layer is None or layer >= last:
+        return ""
+    far = last - layer > max(2, last // 6)
+    how = ("far from the output, where it can hide what Euclidean or whitened geometry shows"
+           if far else "close to the output, where it is a fair approximation")
+    return (f"causal inner product at layer {layer} of {last}: it is defined by the unembedding "
+            f"and exact only at the last layer; here it is an approximation, {how}. Compare "
+            "with inner='whitened' (estimated at this layer).")
+
+
 def reading_layer(direction: Direction, session: Session, layer: int | None = None) -> int:
     """``layer``, else the direction's own layer (the last one for unembedding directions)."""
     if layer is not None:
@@ -160,16 +220,21 @@ def reading_layer(direction: Direction, session: Session, layer: int | None = No
 
 
 def project(direction: Direction, acts: Activations, session: Session,
-            inner: Inner = "euclidean", layer: int | None = None, progress=None) -> torch.Tensor:
+            inner: Inner = "euclidean", layer: int | None = None, progress=None, *,
+            center: bool = False) -> torch.Tensor:
     """Scalar projection ``[n]`` of each row of ``acts`` (at ``layer``) on ``direction``.
 
     ``layer`` defaults to the direction's layer (the last layer for unembedding directions).
     Under ``causal`` an unembedding direction's projection is the logit difference it encodes,
-    divided by its causal norm.
+    divided by its causal norm. ``center``: measure from the mean of the reference activations
+    at ``layer`` instead of from the origin (raw hidden states share a large common component,
+    so uncentred projections of opposite texts often have the same sign).
     """
     layer = reading_layer(direction, session, layer)
-    rows = acts.layer(layer)
+    rows = acts.layer(layer).float()
     geometry = session.geometry
+    if center:
+        rows = rows - geometry.reference_mean(layer, progress).to(rows.device)
     v = geometry.direction_vector(direction, inner, progress)
     return geometry.residual_map(inner, layer, progress)(rows) @ v.to(rows.device)
 
@@ -231,16 +296,27 @@ class TokenProjection:
     layer: int
     inner: str
     direction: str
+    centered: bool = True  # measured from the reference mean (see ``project(center=)``)
+
+    @property
+    def origin(self) -> str:
+        """Where 0 is, in words (for captions)."""
+        return ORIGIN[self.centered]
+
+
+ORIGIN = {True: "0 = mean of the reference texts", False: "0 = origin, uncentred"}
 
 
 def token_projection(session: Session, text: str, direction: Direction,
                      layer: int | None = None, inner: Inner = "euclidean",
-                     progress=None) -> TokenProjection:
-    """Where in a sentence a concept lights up: each token's projection at ``layer``."""
+                     progress=None, *, center: bool = True) -> TokenProjection:
+    """Where in a sentence a concept lights up: each token's projection at ``layer``, measured
+    from the reference mean (``center=False``: from the origin)."""
     layer = reading_layer(direction, session, layer)
     acts = session.token_activations(text, layers=[layer])
-    values = project(direction, acts, session, inner, layer, progress)
-    return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name)
+    values = project(direction, acts, session, inner, layer, progress, center=center)
+    return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name,
+                           center)
 
 
 @dataclass(frozen=True)
@@ -253,6 +329,11 @@ class Projections:
     layer: int
     inner: str
     direction: str
+    centered: bool = True
+
+    @property
+    def origin(self) -> str:
+        return ORIGIN[self.centered]
 
     def by_label(self) -> dict:
         labels = np.asarray(self.labels, dtype=object)
@@ -261,12 +342,13 @@ class Projections:
 
 def project_texts(session: Session, direction: Direction, texts: Sequence[str],
                   labels: Sequence, layer: int | None = None, inner: Inner = "euclidean",
-                  at="last", progress=None) -> Projections:
-    """Project ``texts`` (read ``at`` a position) on ``direction``, keeping their labels."""
+                  at="last", progress=None, *, center: bool = True) -> Projections:
+    """Project ``texts`` (read ``at`` a position) on ``direction``, keeping their labels;
+    measured from the reference mean (``center=False``: from the origin)."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
     layer = reading_layer(direction, session, layer)
     acts = session.activations(list(texts), at=at, progress=progress)
-    values = project(direction, acts, session, inner, layer, progress)
+    values = project(direction, acts, session, inner, layer, progress, center=center)
     return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,
-                       direction.name)
+                       direction.name, center)

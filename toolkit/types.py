@@ -3,15 +3,16 @@
 >>> from reprlab.types import Inner
 >>> from typing import get_args
 >>> get_args(Inner)
-('euclidean', 'standardized', 'causal')
+('euclidean', 'standardized', 'causal', 'whitened')
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-Inner = Literal["euclidean", "standardized", "causal"]
-"""Inner product on representation space (see :mod:`reprlab.geometry`)."""
+Inner = Literal["euclidean", "standardized", "causal", "whitened"]
+"""Inner product on representation space (see :mod:`reprlab.geometry`): "causal" is the
+unembedding-based one (exact only at the last layer), "whitened" is estimated at the layer read."""
 
 Mode = Literal["add", "ablate"]
 """What a :class:`~reprlab.steering.Steer` does: add ``alpha`` along a direction, or remove it."""

@@ -10,7 +10,7 @@ import threading
 import ipywidgets as W
 
 from reprlab.circular import circular_analysis, warm_umap
-from reprlab.geometry import INNER_PRODUCTS
+from reprlab.geometry import INNER_PRODUCTS, inner_note
 
 from .base import View
 from .figures import circular_scatter, circularity_curve, layer_marker
@@ -138,6 +138,7 @@ class CircularMap(View):
         s = view.stats
         return [{"layer": layer, "rho_cyclic": float(s.rho_cyclic[i]),
                  "rho_linear": float(s.rho_linear[i]), "p_value": float(s.p_value[i]),
+                 "p_beyond_linear_corrected": float(s.p_beyond_linear[i]),
                  "null_low": float(s.null_low[i]), "null_high": float(s.null_high[i]),
                  "circle_probe": float(s.probe_score[i]),
                  "circle_probe_shuffled": float(s.probe_control[i]),
@@ -154,7 +155,9 @@ class CircularMap(View):
         else:
             self.curve_fig.draw(circularity_curve(stats_view, layer))
             self._curve_of = stats_view
-        self.summary.value = f"<code>{stats_view.summary(layer)}</code>"
+        caveat = inner_note(self.session, stats_view.inner, layer)
+        self.summary.value = f"<code>{stats_view.summary(layer)}</code>" + (
+            f"<br><i style='color:#555'>Note: {caveat}</i>" if caveat else "")
 
     def _on_click(self, point: dict) -> None:
         """A click on the circularity curve picks that layer."""

@@ -160,7 +160,8 @@ def token_html(projection) -> str:
             f"padding:2px 1px;border-radius:3px;font-family:monospace'>{shown}</span>"
         )
     legend = (f"<div style='color:#555;font-size:90%;margin-top:4px'>layer {projection.layer}, "
-              f"{projection.inner} projection on '{html.escape(projection.direction)}'; "
+              f"{projection.inner} projection on '{html.escape(projection.direction)}', "
+              f"{html.escape(getattr(projection, 'origin', ''))}; "
               f"color scale ±{peak:.3g}, first token excluded (attention sink); hover a token for "
               f"its value</div>")
     return "<div style='line-height:2'>" + "".join(spans) + "</div>" + legend
@@ -176,7 +177,8 @@ def projection_histogram(projections) -> go.Figure:
     ])
     fig.update_layout(
         barmode="overlay", title=f"Projections on '{projections.direction}' at layer "
-        f"{projections.layer} ({projections.inner})", xaxis_title="projection",
+        f"{projections.layer} ({projections.inner})",
+        xaxis_title="projection (" + getattr(projections, "origin", "") + ")",
         yaxis_title="texts", height=340, margin={"l": 50, "r": 10, "t": 45, "b": 40},
         template="plotly_white", legend={"orientation": "h", "y": -0.25},
     )
@@ -253,13 +255,20 @@ def circularity_curve(view, layer: int | None = None) -> go.Figure:
                    name="null (95% of shuffled orders)", hoverinfo="skip"),
         go.Scatter(x=x, y=s.rho_cyclic.tolist(), mode="lines+markers", name="ρ cyclic",
                    line={"color": SCORE, "width": 2.5},
-                   customdata=np.stack([s.p_value, s.probe_score, s.probe_control], 1),
-                   hovertemplate=("layer %{x}: ρ cyclic %{y:.2f}, p = %{customdata[0]:.3f}"
-                                  "<br>circle probe %{customdata[1]:.2f} vs shuffled order "
-                                  "%{customdata[2]:.2f}<extra></extra>")),
+                   customdata=np.stack([s.p_beyond_linear, s.probe_score, s.probe_control,
+                                        s.p_value], 1),
+                   hovertemplate=("layer %{x}: ρ cyclic %{y:.2f} (alone: p = %{customdata[3]:.2g})"
+                                  "<br>cyclic beyond linear: p = %{customdata[0]:.2g}, corrected "
+                                  "for all layers<br>circle probe %{customdata[1]:.2f} vs "
+                                  "shuffled order %{customdata[2]:.2f}<extra></extra>")),
         go.Scatter(x=x, y=s.rho_linear.tolist(), mode="lines", name="ρ linear order",
                    line={"color": "#e07b00", "dash": "dot"},
                    hovertemplate="layer %{x}: ρ linear %{y:.2f}<extra></extra>"),
+        go.Scatter(x=[x[i] for i in np.flatnonzero(s.circular)],
+                   y=s.rho_cyclic[s.circular].tolist(), mode="markers",
+                   name="circular: cyclic beyond linear (p < 0.05, corrected)",
+                   marker={"color": SCORE, "size": 12, "symbol": "circle-open",
+                           "line": {"width": 2}}, hoverinfo="skip"),
     ]
     fig = go.Figure(traces)
     fig.update_layout(

@@ -10,6 +10,7 @@ import ipywidgets as W
 from reprlab import Direction, datasets
 from reprlab.geometry import (
     INNER_PRODUCTS,
+    inner_note,
     project_texts,
     similarity_matrix,
     token_projection,
@@ -146,7 +147,10 @@ class ConceptProjection(View):
         d = self.session.directions[self.direction.value]
         note = "" if d.layer in (None, self.layer.value) else \
             f" (direction built at layer {d.layer}, read at layer {self.layer.value})"
-        self.show_info(f"'{d.name}': {d.method}, {d.where}{note}.")
+        caveat = inner_note(self.session, self.inner.value, self.layer.value)
+        self.show_info(f"'{d.name}': {d.method}, {d.where}{note}; projections measured from the "
+                       "mean of the reference texts (built-in sentiment and truth sets)."
+                       + (f" Note: {caveat}" if caveat else ""))
 
     def _on_direction(self, _) -> None:
         if self._syncing:
