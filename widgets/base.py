@@ -269,6 +269,13 @@ def _settings(widget: W.Widget):
             yield label, f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def pick_layer(slider: W.IntSlider, point: dict) -> None:
+    """Move a layer slider to a clicked point of a per-layer curve (``Plot.on_click``)."""
+    x = point.get("x")
+    if isinstance(x, (int, float)) and slider.min <= round(x) <= slider.max:
+        slider.value = int(round(x))
+
+
 def registry_target(names: list[str], current: str | None, event: str, name: str) -> str | None:
     """What a direction dropdown should select after a registry event: a direction just added,
     else the current one while it still exists, else the newest."""

@@ -12,7 +12,7 @@ import ipywidgets as W
 from reprlab.circular import circular_analysis, warm_umap
 from reprlab.geometry import INNER_PRODUCTS, inner_note
 
-from .base import View
+from .base import View, pick_layer
 from .figures import circular_scatter, circularity_curve, layer_marker
 from .plot import Plot
 
@@ -58,7 +58,7 @@ class CircularMap(View):
         self.summary = W.HTML()
         self.map_fig = Plot(height=430)
         self.curve_fig = Plot(height=430)
-        self.curve_fig.on_click(self._on_click)
+        self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
         self._curve_of = None  # the statistics the curve figure shows
         self.children = [
             W.HBox([self.cycle, self.custom]),
@@ -158,12 +158,6 @@ class CircularMap(View):
         caveat = inner_note(self.session, stats_view.inner, layer)
         self.summary.value = f"<code>{stats_view.summary(layer)}</code>" + (
             f"<br><i style='color:#555'>Note: {caveat}</i>" if caveat else "")
-
-    def _on_click(self, point: dict) -> None:
-        """A click on the circularity curve picks that layer."""
-        x = point.get("x")
-        if isinstance(x, (int, float)) and self.layer.min <= round(x) <= self.layer.max:
-            self.layer.value = int(round(x))
 
     def _on_cycle(self, _, compute: bool = True) -> None:
         custom = self.cycle.value == "custom"

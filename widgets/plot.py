@@ -60,7 +60,7 @@ const REGISTRY = (G.__reprlabFigures ??= new Map());  // figure key -> set of li
 """
 
 _PLOT_ESM = _LOADER + r"""
-const CONFIG = { displaylogo: false, responsive: true,
+const CONFIG = { displaylogo: false,  // sizes follow the container: ResizeObserver below
                  modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 function render({ model, el }) {

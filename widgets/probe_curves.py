@@ -12,7 +12,7 @@ from reprlab import Direction, datasets, probe_curve
 from reprlab.activations import validate_texts
 from reprlab.probes import check_labels
 
-from .base import View
+from .base import View, pick_layer
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
 from .plot import Plot
 
@@ -53,7 +53,7 @@ class ProbeCurves(View):
                             tooltip="add this layer's probe to the session's direction registry")
         self.curve_fig = Plot(height=380)
         self.layer_fig = Plot(height=380)
-        self.curve_fig.on_click(self._on_click)
+        self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
         self.children = [
             W.HBox([self.dataset, self.position, self.word]),
             W.HBox([self.curve_fig, self.layer_fig]),
@@ -131,12 +131,6 @@ class ProbeCurves(View):
         self.curve_fig.draw(probe_curve_figure(curve, self.layer.value))
         self.render_layer()
         self.show_info(curve.summary())
-
-    def _on_click(self, point: dict) -> None:
-        """A click on the curve picks that layer."""
-        x = point.get("x")
-        if isinstance(x, (int, float)) and self.layer.min <= round(x) <= self.layer.max:
-            self.layer.value = int(round(x))
 
     def _on_position(self, _) -> None:
         self._show_word_box()
