@@ -239,7 +239,11 @@ class Plot(anywidget.AnyWidget):
         self.height = height
         self._click_handlers: list[Callable[[dict], Any]] = []
         self.on_msg(self._on_message)
-        self.draw(go.Figure())
+        self.draw(go.Figure(layout={
+            "template": "plotly_white", "xaxis": {"visible": False},
+            "yaxis": {"visible": False}, "annotations": [{
+                "text": "waiting for the first result…", "showarrow": False,
+                "font": {"color": "#777", "size": 14}}]}))
 
     @property
     def data(self) -> tuple:

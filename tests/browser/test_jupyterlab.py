@@ -51,9 +51,9 @@ panel = SteeringPanel(s, direction)
 panel.max_tokens.value = 12
 panel"""
 
-# Each visible figure's number of traces, 0 when it is drawn without height (hidden tabs are
-# left out).
-PLOT_DATA = """(root) => [...(root || document).querySelectorAll('.js-plotly-plot')]
+# Each visible figure of a view: its number of traces, 0 when it is drawn without height
+# (hidden tabs are left out).
+PLOT_DATA = """(root) => [...(root || document).querySelectorAll('.reprlab-view .js-plotly-plot')]
     .filter((e) => e.offsetParent !== null)
     .map((e) => e.offsetHeight > 100 ? (e.data || []).length : 0)"""
 # Elements of the visible views wider than their box (clipped or scrolled horizontally).
@@ -290,6 +290,9 @@ def test_quickstart_in_notebook7_draws_the_explorer_and_survives_reload(server, 
     _open(page, f"{server}/notebooks/nb7_quickstart.ipynb")
     _run_all(page)
     _wait_for_plots(page, 2)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+        ".some(t => t.textContent.startsWith('Layer '))", timeout=120_000)
     assert page.locator("text=Error displaying widget").count() == 0
     assert page.evaluate(CLIPPED) == []
     _screenshot(page, "notebook7-explorer.png")
