@@ -30,12 +30,12 @@ def test_cycles_place_each_item_in_every_template(name, n_items):
     assert all(item in text for text, item in examples)
 
 
-def test_pairs_have_at_least_twenty_per_concept():
+def test_pairs_have_at_least_twenty_five_per_concept():
     pairs = datasets.load("pairs")
-    expected = {
-        "male_female", "singular_plural", "english_french", "country_capital", "lower_upper"
-    }
+    expected = {"male_female", "singular_plural", "country_capital", "lower_upper",
+                "present_past", "adj_comparative", "adj_adverb"}
     assert set(pairs) == expected
     for concept in pairs.values():
-        assert len(concept) >= 20
+        assert len(concept) >= 25
         assert all(len(p) == 2 and p[0] != p[1] for p in concept.pairs)
+        assert len(set(concept.pairs)) == len(concept.pairs)

@@ -215,3 +215,15 @@ def test_projections_are_centred_on_the_reference_mean_by_default():
     assert centred.centered and "mean of the reference texts" in centred.origin
     # the reference itself averages to zero along the direction once centred
     assert abs(float(project(d, ref, s, center=True, layer=2).mean())) < 1e-3
+
+
+def test_similarity_matrix_carries_a_null_and_the_heatmap_shows_it(tiny):
+    from reprlab.widgets.figures import similarity_heatmap
+
+    ds = [Direction(f"d{i}", torch.randn(tiny.width), 2, "test") for i in range(3)]
+    m = similarity_matrix(tiny, ds, "euclidean")
+    # random directions in 64 dimensions: |cos| about sqrt(2 / (pi * 64)) = 0.1
+    assert m.null_what == "random directions" and 0.05 < m.null_mean_abs < 0.16
+    assert m.null_high > m.null_mean_abs
+    assert "random directions: mean |cos|" in similarity_heatmap(m).layout.title.text
+    assert similarity_matrix(tiny, ds, "euclidean", null=False).null_mean_abs is None

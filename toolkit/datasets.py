@@ -1,5 +1,30 @@
 """Built-in concept data: labelled texts, cyclic item sets and counterfactual word pairs.
 
+Word pairs (``load("pairs")``): every word of every pair is one in-sentence token (" word") of
+the embedded model's tokenizer (SmolLM2), so no pair is skipped there. Split-half consistency
+on the embedded model (cosine between the directions of two random halves of a set's pairs,
+mean of 50 splits; :func:`reprlab.pair_stats.pair_consistency`), beside pairs of random
+vocabulary words (mean, 99% quantile):
+
+=================  =====  ======  =========
+set                pairs  causal  euclidean
+=================  =====  ======  =========
+male_female           31    0.81       0.80
+singular_plural       50    0.77       0.83
+country_capital       44    0.88       0.90
+lower_upper           50    0.81       0.89
+present_past          70    0.90       0.91
+adj_comparative       52    0.95       0.97
+adj_adverb            75    0.84       0.91
+random pairs          25  0.01 (0.09)  0.00 (0.38)
+=================  =====  ======  =========
+
+The former english_french set is gone: of 145 candidate pairs only 28 French words are single
+tokens of this English-centric tokenizer, and most of those are English homographs (chat,
+pain, main, lit, route, plus, comment), so it measured English words, not French. Averaging
+several tokens per word is not Park et al.'s construction and has no justification we could
+check, so word pairs stay single-token.
+
 >>> from reprlab import datasets
 >>> datasets.names()
 ['days', 'hours', 'months', 'pairs', 'sentiment', 'truth']

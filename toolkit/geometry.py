@@ -253,6 +253,9 @@ class SimilarityMatrix:
     names: tuple[str, ...]
     values: np.ndarray
     inner: str
+    null_mean_abs: float | None = None   # mean |cosine| of meaningless directions
+    null_high: float | None = None       # their 95% quantile
+    null_what: str = ""                  # "random word pairs" or "random directions"
 
     def mean_abs_off_diagonal(self, groups: Sequence[str] | None = None) -> float:
         """Mean |cosine| over pairs; with ``groups``, only pairs from different groups."""
@@ -265,8 +268,10 @@ class SimilarityMatrix:
 
 
 def similarity_matrix(session: Session, directions: Sequence[Direction],
-                      inner: Inner = "euclidean") -> SimilarityMatrix:
-    """Cosine similarity of every pair of ``directions`` under ``inner``."""
+                      inner: Inner = "euclidean", *, null: bool = True) -> SimilarityMatrix:
+    """Cosine similarity of every pair of ``directions`` under ``inner``, beside the cosines
+    of meaningless directions (``null=True``: random word pairs for unembedding directions,
+    random directions at a layer; see :func:`reprlab.pair_stats.cosine_null`)."""
     directions = list(directions)
     if not directions:
         raise ValueError("no directions to compare: build or register some first")
@@ -274,7 +279,12 @@ def similarity_matrix(session: Session, directions: Sequence[Direction],
     g = session.geometry
     vectors = torch.stack([g.direction_vector(d, inner) for d in directions])
     values = (vectors @ vectors.T).clamp(-1, 1).cpu().numpy()
-    return SimilarityMatrix(tuple(d.name for d in directions), values, inner)
+    baseline = (None, None, "")
+    if null:
+        from .pair_stats import cosine_null
+
+        baseline = cosine_null(session, directions, inner)
+    return SimilarityMatrix(tuple(d.name for d in directions), values, inner, *baseline)
 
 
 def _check_comparable(directions) -> None:

@@ -196,6 +196,10 @@ def similarity_heatmap(matrix) -> go.Figure:
     spread = matrix.mean_abs_off_diagonal()
     summary = "one direction: build another to compare" if len(names) < 2 else \
         f"mean |off-diagonal| {spread:.2f}"
+    null = getattr(matrix, "null_mean_abs", None)
+    if null is not None:
+        summary += (f"<br><sup>{matrix.null_what}: mean |cos| {null:.2f}, 95% below "
+                    f"{matrix.null_high:.2f}</sup>")
     fig.update_layout(
         title=f"Cosine under the {matrix.inner} inner product ({summary})",
         height=340, margin={"l": 100, "r": 10, "t": 45, "b": 80}, template="plotly_white",
