@@ -29,8 +29,10 @@ from .geometry import (
     token_projection,
 )
 from .loading import ModelLoadError
+from .pair_stats import PairConsistency, RandomPairNull, pair_consistency, random_pair_null
 from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
+from .steer_eval import SteeringEffect, TextJudge, fit_judge, steering_effect
 from .steering import AlphaSweep, LogitShift, Steer, Token, alpha_sweep, logit_shift, token_diff
 from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
 
@@ -48,6 +50,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "PairConsistency",
+    "RandomPairNull",
+    "SteeringEffect",
+    "TextJudge",
+    "fit_judge",
+    "pair_consistency",
+    "random_pair_null",
+    "steering_effect",
     "Activations",
     "AlphaSweep",
     "ApplyTo",

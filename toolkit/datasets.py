@@ -61,6 +61,32 @@ class LabelledTexts:
     def classes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.labels))
 
+    def split(self, fraction: float = 0.5, seed: int = 0) -> tuple[LabelledTexts, LabelledTexts]:
+        """Two disjoint parts (``fraction`` of the groups in the first), never splitting a
+        group: e.g. build a direction on one and judge or test on the other.
+
+        >>> a, b = load("sentiment").split()
+        >>> len(a) + len(b) == len(load("sentiment")) and not set(a.texts) & set(b.texts)
+        True
+        """
+        import numpy as np
+
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+        groups = self.groups or tuple(str(i) for i in range(len(self)))
+        unique = list(dict.fromkeys(groups))
+        order = np.random.default_rng(seed).permutation(len(unique))
+        first = {unique[i] for i in order[: max(1, round(fraction * len(unique)))]}
+
+        def part(keep: bool, suffix: str) -> LabelledTexts:
+            idx = [i for i, g in enumerate(groups) if (g in first) == keep]
+            return LabelledTexts(f"{self.name}-{suffix}", self.description,
+                                 tuple(self.texts[i] for i in idx),
+                                 tuple(self.labels[i] for i in idx),
+                                 tuple(groups[i] for i in idx) if self.groups else None)
+
+        return part(True, "a"), part(False, "b")
+
     def __len__(self) -> int:
         return len(self.texts)
 
