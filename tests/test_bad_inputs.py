@@ -169,7 +169,9 @@ def test_concept_projection_bad_inputs(session):
 def test_concept_projection_never_overwrites_a_different_direction(session):
     from reprlab.widgets import ConceptProjection, ProbeCurves
 
-    ProbeCurves(session, background=False).use.click()  # 'sentiment@1', a probe direction
+    probes = ProbeCurves(session, background=False)
+    probes.layer.value = 1
+    probes.use.click()  # 'sentiment@1', a probe direction
     probe_direction = session.directions["sentiment@1"]
     w = ConceptProjection(session, background=False)
     w.layer.value = 1
