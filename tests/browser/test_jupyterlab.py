@@ -250,9 +250,15 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
     _select_tab(page, "Probe curves")
     with page.expect_download(timeout=60_000) as download:
         page.locator(".reprlab-view:visible button:text-is('PNG')").first.click()
-    png = Path(download.value.path()).read_bytes()
+    download.value.save_as(ARTIFACTS / "export-probe-curves.png")
+    png = (ARTIFACTS / "export-probe-curves.png").read_bytes()
     assert download.value.suggested_filename.endswith(".png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    with page.expect_download(timeout=60_000) as download:
+        page.locator(".reprlab-view:visible button:text-is('SVG')").first.click()
+    download.value.save_as(ARTIFACTS / "export-probe-curves.svg")
+    svg = (ARTIFACTS / "export-probe-curves.svg").read_text("utf-8")
+    assert svg.startswith("<svg") and svg.count("<svg") == 3 and "Layer" in svg
 
     # reload with the kernel running: every figure is drawn again from the widget state
     before = _layer_title(page)
