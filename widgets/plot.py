@@ -15,6 +15,7 @@ as PNG or SVG in the browser (``Plotly.toImage``), with no kernel round trip.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -238,6 +239,7 @@ class Plot(anywidget.AnyWidget):
         super().__init__(key=uuid.uuid4().hex, library=plotly_library(), **kwargs)
         self.height = height
         self._click_handlers: list[Callable[[dict], Any]] = []
+        self._lock = threading.Lock()  # views draw from background threads and slider handlers
         self.on_msg(self._on_message)
         self.draw(go.Figure(layout={
             "template": "plotly_white", "xaxis": {"visible": False},
@@ -257,21 +259,20 @@ class Plot(anywidget.AnyWidget):
         figure.layout.width = None  # the container decides the width
         if figure.layout.height is None:
             figure.layout.height = self.height
-        self.figure = figure
-        self._publish()
+        with self._lock:
+            self.figure = figure
+            self.spec = figure.to_json()
 
     def relayout(self, **layout) -> None:
         """Change layout properties (``shapes=...``) of the current figure and redraw."""
-        self.figure.update_layout(**layout)
-        self._publish()
+        with self._lock:
+            self.figure.update_layout(**layout)
+            self.spec = self.figure.to_json()
 
     def on_click(self, callback: Callable[[dict], Any]) -> None:
         """Call ``callback(point)`` on a click; ``point`` has ``x``, ``y``, ``curve`` (trace
         index), ``index`` (point index) and ``name`` (trace name)."""
         self._click_handlers.append(callback)
-
-    def _publish(self) -> None:
-        self.spec = self.figure.to_json()
 
     def _on_message(self, _widget, content: dict, _buffers) -> None:
         if content.get("type") != "click":
