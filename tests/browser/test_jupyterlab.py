@@ -62,6 +62,18 @@ CLIPPED = """() => [...document.querySelectorAll(`.reprlab-view, .reprlab-view .
     .filter((e) => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
     .map((e) => `${e.className.slice(0, 60)}: ${e.scrollWidth} > ${e.clientWidth}`)"""
 
+# Page position of the probe curve's point at a layer (the first visible per-layer curve drawn
+# with markers).
+CURVE_POINT = """(layer) => {
+    const gd = [...document.querySelectorAll('.reprlab-view .js-plotly-plot')]
+        .find((e) => e.offsetParent !== null);
+    const trace = gd._fullData.find((t) => (t.mode || '').includes('markers') && t.x.length > 5);
+    const i = Array.from(trace.x).indexOf(layer);
+    const L = gd._fullLayout, box = gd.getBoundingClientRect();
+    return {x: box.left + L._size.l + L.xaxis.l2p(trace.x[i]),
+            y: box.top + L._size.t + L.yaxis.l2p(trace.y[i])};
+}"""
+
 
 def _require_browser():
     if not Path(CHROMIUM).exists():
@@ -270,6 +282,12 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
     _move_layer_slider(page, target)  # the reloaded page still redraws on a slider
     assert _layer_title(page).startswith(f"Layer {target}:")
     _screenshot(page, "explorer-after-reload.png")
+    point = page.evaluate(CURVE_POINT, 10)
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])  # a click on the curve picks that layer
+    page.wait_for_function(
+        "[...document.querySelectorAll('.reprlab-view .js-plotly-plot .gtitle')]"
+        ".some(e => e.textContent.startsWith('Layer 10:'))", timeout=60_000)
     assert page.locator("text=Error displaying widget").count() == 0
     failures = [m for m in page.console_errors if "anywidget" in m or "reprlab" in m]
     assert failures == [], failures
