@@ -236,9 +236,10 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
         "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
         ".some(t => t.textContent.startsWith('Layer '))", timeout=120_000)
     assert page.locator("text=Error displaying widget").count() == 0
-    second = page.locator(".jp-Cell").last.locator(".js-plotly-plot")
-    assert second.count() == 2 and all(n > 0 for n in page.evaluate(
-        "els => els.map(e => (e.data || []).length)", second.element_handles()))
+    page.wait_for_function(  # the second display of the probe view draws its figures too
+        f"(({PLOT_DATA})([...document.querySelectorAll('.jp-Cell')].find("
+        "c => c.innerText.includes('explorer.view(0)')))).filter(n => n > 0).length == 2",
+        timeout=120_000)
 
     # every tab at 1024 x 768: drawn, nothing clipped horizontally, a screenshot
     for title in TABS:
@@ -340,4 +341,7 @@ def test_a_japanese_prompt_streams_readable_characters(server, page):
     page.wait_for_function(f"() => !({done})()", timeout=30_000)  # the new run started
     page.wait_for_function(done, timeout=180_000)
     text = view.inner_text()
-    assert "\ufffd" not in text, f"replacement characters in the steering panel: {text!r}"
+    # A character that the token limit cuts in two may end a text as one U+FFFD; anywhere else
+    # (mid-text, the first-token table) it means a character was lost.
+    lost = [line for line in text.splitlines() if "\ufffd" in line.removesuffix("\ufffd")]
+    assert lost == [], f"replacement characters in the steering panel: {text!r}"
