@@ -218,6 +218,7 @@ def _select_tab(page, title: str):
 
 def _screenshot(page, name: str) -> Path:
     """What a projector shows: the Explorer's tabs scrolled to the top of the notebook."""
+    page.mouse.move(2, 300)  # no hover: plotly's tool bar hides
     page.evaluate("document.querySelector('.widget-tab').scrollIntoView({block: 'start'})")
     page.wait_for_timeout(500)
     path = ARTIFACTS / name
