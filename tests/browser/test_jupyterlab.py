@@ -116,7 +116,8 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
-         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={work}"],
+         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={work}",
+         f"--LabApp.workspaces_dir={work / 'workspaces'}"],  # no tabs left from earlier runs
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
