@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import assert_close_relative, expected_at, reference_hidden_states
 
-from reprlab import datasets, loading
+from reprlab import conversion, datasets, loading
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_cached_conversion_gives_identical_logits_to_gguf(smol):
         expected = direct(**enc).logits
         actual = smol.model(**enc.to(smol.device)).logits
     assert torch.equal(actual.cpu(), expected)
-    assert loading._cache_is_valid(loading.converted_cache_dir(loading.embedded_gguf_path()))
+    assert conversion.cache_is_valid(conversion.converted_cache_dir(loading.embedded_gguf_path()))
 
 
 def test_greedy_generation_is_sensible_and_repeatable(smol):
@@ -64,12 +64,12 @@ def test_builtin_cycle_items_are_read_at_their_own_token(smol, name):
 def test_corrupted_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv(loading.CACHE_ENV, str(tmp_path))
     loading.load_model(None)
-    folder = loading.converted_cache_dir(loading.embedded_gguf_path())
+    folder = conversion.converted_cache_dir(loading.embedded_gguf_path())
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: 1 << 20])  # a truncated file, as after a crash
-    assert not loading._cache_is_valid(folder)
+    assert not conversion.cache_is_valid(folder)
     model, tok, _ = loading.load_model(None)
-    assert loading._cache_is_valid(folder)
+    assert conversion.cache_is_valid(folder)
     enc = tok("Hello", return_tensors="pt")
     with torch.inference_mode():
         assert torch.isfinite(model(**enc).logits).all()

