@@ -6,6 +6,7 @@ afterwards the session, its registry and its activation cache are as they were a
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,6 +68,46 @@ KERNEL_CASES = {
     "remove unknown direction": (lambda: S.directions.remove("missing"), "registered"),
     "register a non-direction": (lambda: S.directions.add("nope"), "expected a Direction"),
     "model that cannot be loaded": (lambda: Session.load("/nonexistent/model"), "not found"),
+    # issue 15, section "Low": each says what was wrong and what to pass
+    "text beyond the context": (lambda: S.activations(["ab" * 300]),
+                                "600 tokens but this model reads at most 512: shorten it"),
+    "prompt beyond the context": (lambda: S.generate("ab" * 300, 3),
+                                  "reads at most 512: shorten the prompt"),
+    "logit shift beyond the context": (lambda: logit_shift(S, "ab" * 300, Steer(D, alpha=1)),
+                                       "reads at most 512: shorten it"),
+    "alpha 1e30": (lambda: Steer(D, alpha=1e30), "not a sensible strength.*usually below 10"),
+    "alpha as text": (lambda: Steer(D, alpha="0.5"), "alpha must be a number such as 0.5"),
+    "alpha None": (lambda: Steer(D, alpha=None), "alpha must be a number such as 0.5"),
+    "alpha array": (lambda: Steer(D, alpha=np.ones(2)), "alpha must be a number such as 0.5"),
+    "alpha complex": (lambda: Steer(D, alpha=1j), "alpha must be a number such as 0.5"),
+    "temperature 1e-45": (lambda: S.generate("x", 3, temperature=1e-45),
+                          "too small.*pass 0 for greedy"),
+    "temperature NaN": (lambda: S.generate("x", 3, temperature=float("nan")),
+                        "temperature must be a finite number such as 0.7"),
+    "negative seed": (lambda: S.generate("x", 3, seed=-1), "seed must be an integer from 0"),
+    "float layer": (lambda: S.activations(["x"], layers=1.0), "an int such as 3"),
+    "float layer in a list": (lambda: S.activations(["x"], layers=[1.0]), "ints such as 3"),
+    "batch_size None": (lambda: S.activations(["x"], batch_size=None),
+                        "batch_size must be a whole number such as 1"),
+    "fractional max_new_tokens": (lambda: S.generate("x", 2.5),
+                                  "max_new_tokens must be a whole number"),
+    "nested at": (lambda: S.activations(["x"], at=[["last"]]), "one position per text"),
+    "memory budget NaN": (lambda: S.activations(["x"], memory_budget=float("nan")),
+                          "positive number of bytes or a size such as '2GB'"),
+    "memory budget inf": (lambda: S.activations(["x"], memory_budget=float("inf")),
+                          "positive number of bytes or a size such as '2GB'"),
+    "memory budget ...": (lambda: S.activations(["x"], memory_budget="..."), "e.g. '500MB'"),
+    "probe C inf": (lambda: probe_curve(ACTS, ["x", "y"] * 2, C=float("inf")),
+                    "C must be a finite number such as 0.01"),
+    "probe seed -1": (lambda: probe_curve(ACTS, ["x", "y"] * 2, seed=-1),
+                      "seed must be an integer from 0"),
+    "no shuffles for the control": (lambda: probe_curve(ACTS, ["x", "y"] * 2, n_permutations=0),
+                                    r"n_permutations must be >= 1 \(100 makes"),
+    "infinite direction": (lambda: Direction("inf", torch.full((S.width,), float("inf")), 2, "t"),
+                           "infinite entries: pass a finite vector"),
+    "text as a direction vector": (lambda: Direction("txt", "abc", 2, "t"),
+                                   "tensor or an array of numbers"),
+    "empty model name": (lambda: Session.load(""), "empty: pass nothing for the embedded model"),
 }
 
 
@@ -90,6 +131,36 @@ def test_session_registry_and_cache_survive_the_whole_kernel_sweep():
     assert S.cache_entries >= cached and hook_count(S.parts) == 0
     assert S.activations(["a b", "c d", "e f", "g h"], progress=False) is ACTS  # from cache
     assert S.generate("x", 3) == S.generate("x", 3)
+
+
+def test_numpy_numbers_and_units_people_type_are_accepted(monkeypatch):
+    acts = S.activations(["a b", "c d"], layers=np.int64(1), batch_size=np.int64(2))
+    assert acts.layers == (1,)
+    assert S.generate("x", np.int64(3), seed=np.int64(3)) == S.generate("x", 3, seed=3)
+    monkeypatch.setenv("REPRLAB_MEMORY_BUDGET", "2G")
+    assert not S.activations(["a b"], cache=False).on_disk
+    from reprlab.store import default_budget
+
+    assert default_budget() == 2 * 10**9
+
+
+def test_a_bad_memory_budget_variable_is_named(monkeypatch):
+    monkeypatch.setenv("REPRLAB_MEMORY_BUDGET", "lots")
+    with pytest.raises(ValueError, match="REPRLAB_MEMORY_BUDGET='lots'.*e.g. '500MB'"):
+        S.activations(["a b"], cache=False)
+
+
+def test_numpy_integer_and_huge_vectors_make_unit_directions():
+    for vector in (np.arange(1, S.width + 1), torch.arange(1, S.width + 1),
+                   torch.full((S.width,), 3e38)):
+        d = Direction("v", vector, 2, "t")
+        assert d.vector.dtype == torch.float32 and abs(float(d.vector.norm()) - 1) < 1e-6
+
+
+def test_max_new_tokens_beyond_the_context_is_capped_with_a_warning():
+    with pytest.warns(UserWarning, match="past the model's context of 512 tokens: generating 12"):
+        tokens = list(S.stream("ab" * 250, 100))
+    assert len(tokens) <= 12
 
 
 # --- widgets -------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ torch.Size([2, 576])
 
 from __future__ import annotations
 
+import numbers
+import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ import torch
 
 from .hooks import StopForward, attached
 from .store import is_file_backed
+from .tokens import readable_token
 
 Position = str | int
 ProgressFn = Callable[[int, int], None]
@@ -130,6 +134,7 @@ class _Encoded:
     read_at: int          # index of the token to read, or -1 for the mean
     mean_mask: list[bool]  # tokens averaged for at="mean" (non-special tokens)
     token: str
+    occurrences: int = 1   # whole-word occurrences of a word position (the last is read)
 
 
 def validate_texts(texts) -> list[str]:
@@ -156,8 +161,14 @@ def position_key(at: Position | Sequence[Position], n_texts: int) -> Position | 
     if isinstance(at, (list, tuple)):
         if len(at) != n_texts:
             raise ValueError(f"at has {len(at)} positions but there are {n_texts} texts")
+        for i, a in enumerate(at):
+            if isinstance(a, (list, tuple)):
+                raise TypeError(f"at[{i}] is a {type(a).__name__}: pass one position per text "
+                                "('last', 'mean', an int or a word), not a nested list")
         return tuple(position_key(a, 1) for a in at)
-    if isinstance(at, bool) or not isinstance(at, (str, int)):
+    if isinstance(at, numbers.Integral) and not isinstance(at, bool):
+        return int(at)
+    if not isinstance(at, str):
         raise TypeError(f"at must be 'last', 'mean', an int, a word or a list of these, got {at!r}")
     if isinstance(at, str) and not at:
         raise ValueError("at='' is empty: use 'last', 'mean', a token index, or a word")
@@ -185,28 +196,40 @@ def encode(tokenizer, text: str, at: Position) -> _Encoded:
             )
         index = at % len(ids)
     else:
-        index = _word_token_index(tokenizer, text, at, enc, ids)
-    return _Encoded(ids, index, mean_mask, tokenizer.decode([ids[index]]))
+        index, count = _word_token_index(tokenizer, text, at, enc, ids)
+        return _Encoded(ids, index, mean_mask, readable_token(tokenizer, ids[index]), count)
+    return _Encoded(ids, index, mean_mask, readable_token(tokenizer, ids[index]))
 
 
 def _is_fast(tokenizer) -> bool:
     return bool(getattr(tokenizer, "is_fast", False))
 
 
-def _word_token_index(tokenizer, text: str, word: str, enc, ids) -> int:
-    """Index of the last token of the last occurrence of ``word`` in ``text``."""
-    start = text.rfind(word)
-    if start < 0:
-        raise ValueError(f"word {word!r} not found in text {text!r:.120}")
-    last_char = start + len(word) - 1
+def _word_token_index(tokenizer, text: str, word: str, enc, ids) -> tuple[int, int]:
+    """Index of the last token of the last whole-word occurrence of ``word`` in ``text``, and
+    how many whole-word occurrences there are ("day" is not read inside " today")."""
+    matches = list(re.finditer(_whole_word(word), text))
+    if not matches:
+        inside = re.search(r"\w*" + re.escape(word) + r"\w*", text)
+        hint = (f" (it occurs only inside {inside.group(0)!r}; pass the whole word or a token "
+                "index)" if inside else "")
+        raise ValueError(f"word {word!r} not found in text {text!r:.120}{hint}")
+    last_char = matches[-1].end() - 1
     offsets = enc.get("offset_mapping") if _is_fast(tokenizer) else None
     if offsets:
         for i, (a, b) in enumerate(offsets):
             if a <= last_char < b:
-                return i
+                return i, len(matches)
     # Slow tokenizer (or odd offsets): count the tokens of the prefix ending with the word.
     prefix = tokenizer(text[: last_char + 1])["input_ids"]
-    return min(len(prefix), len(ids)) - 1
+    return min(len(prefix), len(ids)) - 1, len(matches)
+
+
+def _whole_word(word: str) -> str:
+    """A regex for ``word`` not glued to letters or digits on a side where it has one."""
+    before = r"(?<!\w)" if re.match(r"\w", word[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", word[-1]) else ""
+    return before + re.escape(word) + after
 
 
 def extract(
@@ -222,6 +245,7 @@ def extract(
     progress: ProgressFn | None = None,
     dtype: torch.dtype = torch.float32,
     out: torch.Tensor | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, list[_Encoded]]:
     """Run the model in left-padded batches and read ``layers`` at ``at``.
 
@@ -229,10 +253,21 @@ def extract(
     halve memory) on the model's device; positions are read in float32 first. With ``out``
     (such as a tensor on disk), batches are written into it instead, in its dtype.
     Batches are formed from texts of similar length to keep padding small. The forward stops
-    at the deepest requested layer, so later blocks and the LM head never run.
+    at the deepest requested layer, so later blocks and the LM head never run. A text longer
+    than ``max_tokens`` (the model's context) is refused before anything runs.
     """
     per_text = at if isinstance(at, tuple) else [at] * len(texts)
     encoded = [encode(tokenizer, t, a) for t, a in zip(texts, per_text, strict=True)]
+    for i, e in enumerate(encoded):
+        check_length(len(e.ids), max_tokens, f"texts[{i}]")
+    repeated = [i for i, e in enumerate(encoded) if e.occurrences > 1]
+    if repeated:
+        i = repeated[0]
+        warnings.warn(
+            f"the word {per_text[i]!r} occurs {encoded[i].occurrences} times in texts[{i}]"
+            + (f" (and more than once in {len(repeated) - 1} other texts)" if len(repeated) > 1
+               else "") + ": reading its last occurrence; pass a token index to read another",
+            stacklevel=4)
     device = next(model.parameters()).device
     width = parts.unembedding.shape[-1]
     if out is None:
@@ -250,14 +285,24 @@ def extract(
     return out, encoded
 
 
-def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...]):
-    """All token positions of one unpadded text: values ``[L, T, D]`` and the token strings."""
+def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...],
+                   max_tokens: int | None = None):
+    """All token positions of one unpadded text: values ``[L, T, D]`` and the token strings
+    (a byte of a multi-byte character reads as ``<0xE6>``)."""
     ids = tokenizer(text)["input_ids"]
+    check_length(len(ids), max_tokens, "the text")
     device = next(model.parameters()).device
     input_ids, mask, pos = left_pad([ids], 0, device)
     captured = _run_until(model, parts, layers, input_ids, mask, pos)
     values = torch.stack([captured[layer][0] for layer in layers]).float()
-    return values, [tokenizer.decode([i]) for i in ids]
+    return values, [readable_token(tokenizer, i) for i in ids]
+
+
+def check_length(n_tokens: int, max_tokens: int | None, what: str) -> None:
+    """Refuse a text longer than the model's context, saying what to do."""
+    if max_tokens is not None and n_tokens > max_tokens:
+        raise ValueError(f"{what} has {n_tokens} tokens but this model reads at most "
+                         f"{max_tokens}: shorten it or split it into several texts")
 
 
 def _run_until(model, parts, layers, ids, mask, pos, keep=None) -> dict[int, torch.Tensor]:

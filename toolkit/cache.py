@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .activations import Activations, Position
-from .loading import cache_root
+from .conversion import cache_root
 from .store import default_budget, disk_tensor, format_bytes, parse_bytes
 
 TOKENS = "__tokens__"  # position key of a block holding every token of one text

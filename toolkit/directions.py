@@ -45,12 +45,26 @@ class Direction:
     model: str = ""
 
     def __post_init__(self):
-        if self.vector.ndim != 1:
-            raise ValueError(f"a direction is one vector, got shape {tuple(self.vector.shape)}")
-        norm = self.vector.norm()
-        if not torch.isfinite(norm) or norm == 0:
-            raise ValueError(f"direction {self.name!r} has zero or non-finite length")
-        object.__setattr__(self, "vector", (self.vector / norm).detach().float())
+        vector = self.vector
+        if not isinstance(vector, torch.Tensor):  # numpy arrays and lists of numbers
+            try:
+                vector = torch.as_tensor(np.asarray(vector, dtype=np.float64))
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"a direction's vector must be a tensor or an array of numbers, "
+                                f"got {type(self.vector).__name__} ({err})") from None
+        if vector.ndim != 1:
+            raise ValueError(f"a direction is one vector, got shape {tuple(vector.shape)}")
+        if vector.is_complex():
+            raise TypeError("a direction's vector must be real, got a complex tensor")
+        vector = vector.detach().double()  # ints become floats; float64 avoids norm overflow
+        if not torch.isfinite(vector).all():
+            raise ValueError(f"direction {self.name!r} has NaN or infinite entries: pass a "
+                             "finite vector")
+        peak = vector.abs().max()
+        norm = (vector / peak).norm() if peak > 0 else peak
+        if norm == 0:
+            raise ValueError(f"direction {self.name!r} has zero length: pass a non-zero vector")
+        object.__setattr__(self, "vector", (vector / peak / norm).float())
 
     @property
     def where(self) -> str:

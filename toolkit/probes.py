@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .activations import Activations
+from .checks import as_float, as_int, as_seed
 from .probe_solvers import FoldStats, fit_logistic, fit_ridge, fold_standardization
 from .types import Task
 
@@ -231,8 +232,15 @@ def probe_curve(
     permutation test.
     """
     y_raw, task = check_labels(labels, len(acts), task)
-    if folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
+    folds = as_int(folds, "folds", minimum=2)
+    seed = as_seed(seed)
+    n_permutations = as_int(n_permutations, "n_permutations", minimum=0)
+    C = as_float(C, "C", example=0.01)
+    ridge = as_float(ridge, "ridge", example=100.0)
+    if C <= 0 or ridge <= 0:
+        raise ValueError(f"C and ridge must be positive finite numbers (such as C=0.01, "
+                         f"ridge=100), got C={C:g}, ridge={ridge:g}")
+    max_iter = as_int(max_iter, "max_iter", minimum=1)
     values = acts.values.float()  # float16 storage is fine; fitting is float32
     if not torch.isfinite(values).all():
         bad = torch.nonzero(~torch.isfinite(values).all(dim=-1))[0].tolist()
@@ -370,6 +378,10 @@ def assign_folds(y, folds: int, *, seed: int = 0, groups=None, n: int | None = N
     n = len(y) if y is not None else n
     rng = np.random.default_rng(seed)
     if groups is not None:
+        missing = [i for i, g in enumerate(groups) if is_missing(g)]
+        if missing:
+            raise ValueError(f"groups are missing (NaN, None or NA) at {rows_text(missing)}: "
+                             "give every example a group, or pass groups=None")
         groups = np.asarray(groups)
         if len(groups) != n:
             raise ValueError(f"groups has {len(groups)} entries but there are {n} examples")
@@ -405,12 +417,16 @@ def check_labels(labels: Sequence, n_texts: int, task: str = "auto") -> tuple[li
             f"labels has {len(labels)} entries but the activations hold {n_texts} texts; "
             "pass one label per text, in the same order"
         )
+    missing = [i for i, v in enumerate(labels) if is_missing(v)]
+    if missing:
+        raise ValueError(f"labels are missing (NaN, None or NA) at {rows_text(missing)}: drop "
+                         "those examples or fill their labels")
     numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
                   for v in labels)
-    if numeric and any(np.isnan(float(v)) for v in labels):
-        raise ValueError("labels contain NaN; drop those examples or fill the labels")
-    if any(v is None for v in labels):
-        raise ValueError("labels contain None; drop those examples or fill the labels")
+    infinite = [i for i, v in enumerate(labels) if numeric and np.isinf(float(v))]
+    if infinite:
+        raise ValueError(f"labels are infinite at {rows_text(infinite)}: pass finite numbers, "
+                         "or drop those examples")
     if task == "auto":
         floats = numeric and any(isinstance(v, (float, np.floating)) for v in labels)
         task = "regression" if floats else "classification"
@@ -427,6 +443,20 @@ def check_labels(labels: Sequence, n_texts: int, task: str = "auto") -> tuple[li
     elif np.ptp(np.asarray(labels, dtype=float)) == 0:
         raise ValueError("numeric labels are all equal; R^2 is undefined")
     return labels, task
+
+
+def is_missing(value) -> bool:
+    """Whether a label or group is a missing value: None, NaN, or pandas' NA / NaT."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def rows_text(rows: Sequence[int], limit: int = 8) -> str:
+    """``rows 3, 7 and 9`` (the first ``limit``, then how many more)."""
+    shown = ", ".join(map(str, rows[:limit]))
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
 def _original_class(y_raw, name: str):

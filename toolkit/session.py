@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from .activations import (
 )
 from .architecture import find_parts
 from .cache import ActivationCache, assemble, disk_store_if_over, over_budget
+from .checks import as_int, as_seed
 from .directions import DirectionRegistry
 from .geometry import Geometry
 from .loading import load_model
@@ -105,6 +107,7 @@ class Session:
     @classmethod
     def tiny(cls, seed: int = 0, arch: str = "llama", device: str | None = "cpu") -> Session:
         """A tiny random model (4 blocks, width 64, byte tokenizer) built in memory, for tests."""
+        seed = as_seed(seed)
         model, tokenizer = build_tiny(arch, seed=seed)
         return cls(model, tokenizer, name=f"tiny-{arch}-seed{seed}", device=device)
 
@@ -122,6 +125,16 @@ class Session:
     @property
     def width(self) -> int:
         return self.parts.unembedding.shape[-1]
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens the model reads at once (None when its config does not say)."""
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -149,13 +162,18 @@ class Session:
         """Normalise a layer spec (None = all, negative counts from the end) to sorted indices."""
         if layers is None:
             return tuple(self.layers)
-        if isinstance(layers, int):
-            layers = [layers]
+        if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+            layers = [int(layers)]
+        if isinstance(layers, (str, bytes, float)) or not isinstance(layers, Iterable):
+            raise TypeError(f"layers must be an int such as 3, a list such as [0, 6, 12], or "
+                            f"None for all, got {type(layers).__name__} {layers!r:.40}")
         n = self.n_blocks
         out = []
         for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, int):
-                raise TypeError(f"layers must be ints, got {layer!r}")
+            if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+                raise TypeError(f"layers must be ints such as 3 or [0, 6, 12], got "
+                                f"{type(layer).__name__} {layer!r:.40}")
+            layer = int(layer)
             if not -(n + 1) <= layer <= n:
                 raise ValueError(
                     f"layer {layer} out of range: this model has hidden states 0..{n} "
@@ -176,6 +194,8 @@ class Session:
 
         An edit ``fn(hidden) -> new | None`` changes the residual stream at that layer; a read
         ``fn(hidden)`` sees the hidden state as ``output_hidden_states`` reports it.
+        Activations computed under edits are neither read from nor stored in the cache, and
+        reference statistics (standardized scales, typical norms) ignore the edits.
 
         >>> with s.hooks(edits={6: lambda h: h * 0}):   # doctest: +SKIP
         ...     s.generate("Hello")
@@ -217,7 +237,8 @@ class Session:
         """Hidden states of ``texts`` at ``layers`` (None = all), read ``at`` a position.
 
         ``at``: "last" (last real token), "mean" (mean over non-special tokens), an int token
-        index (negative allowed), a word/substring (the last token of its last occurrence), or
+        index (negative allowed), a whole word (the last token of its last occurrence; a
+        warning says when a word occurs more than once), or
         a list with one such position per text.
         Repeated calls with the same texts, layers and position come from an in-memory cache.
         ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
@@ -230,8 +251,7 @@ class Session:
         texts = validate_texts(texts)
         layers = self.check_layers(layers)
         at = position_key(at, len(texts))
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
         ats = list(at) if isinstance(at, tuple) else [at] * len(texts)
@@ -286,7 +306,8 @@ class Session:
             if hit is not None:
                 return hit
             self.model_calls += 1
-            values, tokens = extract_tokens(self.model, self.parts, self.tokenizer, text, layers)
+            values, tokens = extract_tokens(self.model, self.parts, self.tokenizer, text, layers,
+                                            max_tokens=self.context_length)
             n = len(tokens)
             acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
                                at="tokens", model=self.name)
@@ -311,7 +332,7 @@ class Session:
             return extract(
                 self.model, self.parts, self.tokenizer, texts, layers, at,
                 batch_size=batch_size, pad_id=self.tokenizer.pad_token_id, progress=report,
-                dtype=dtype, out=out,
+                dtype=dtype, out=out, max_tokens=self.context_length,
             )
         finally:
             if bar is not None:
@@ -369,9 +390,8 @@ class Session:
     def stream(self, prompt: str, max_new_tokens: int = 40, **options):
         """Like :meth:`generate` but yields :class:`~reprlab.steering.Token` objects as they
         are produced; pass ``should_stop=callable`` to end early (hooks are always removed)."""
-        from .steering import check_prompt, stream
+        from .steering import stream
 
-        check_prompt(prompt)
         return stream(self, prompt, max_new_tokens=max_new_tokens, **options)
 
 

@@ -11,6 +11,7 @@ typical activation whatever the layer or model. ``Steer.unit(session)`` reports 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, get_args
@@ -21,11 +22,14 @@ import torch
 if TYPE_CHECKING:
     from .session import Session
 
+from .activations import check_length
+from .checks import as_float, as_int, as_seed
 from .directions import Direction
-from .tokens import single_token
+from .tokens import readable_token, single_token
 from .types import ApplyTo, Mode
 
 MODES = get_args(Mode)
+MAX_ALPHA = 1000.0  # in typical norms: beyond this a steer only produces overflow
 APPLY_TO = get_args(ApplyTo)
 
 
@@ -60,8 +64,12 @@ class Steer:
                 raise ValueError(f"direction {self.direction.name!r} lives in unembedding "
                                  "space: pass layer= to say where to steer")
             object.__setattr__(self, "layer", self.direction.layer)
-        if not np.isfinite(self.alpha):
-            raise ValueError(f"alpha must be finite, got {self.alpha}")
+        alpha = as_float(self.alpha, "alpha", example=0.5)
+        if abs(alpha) > MAX_ALPHA:
+            raise ValueError(f"alpha={alpha:g} is not a sensible strength: alpha counts typical "
+                             f"hidden-state norms, so values from -{MAX_ALPHA:g} to {MAX_ALPHA:g} "
+                             "(usually below 10) cover every useful steer")
+        object.__setattr__(self, "alpha", alpha)
 
     def unit(self, session: Session) -> float:
         """The length of ``alpha = 1`` at this layer (typical hidden-state norm)."""
@@ -145,36 +153,60 @@ def stream(session: Session, prompt: str, *, max_new_tokens: int = 40, seed: int
     """Yield new tokens one by one (greedy, or seeded sampling), with ``steer`` applied.
 
     Closing the iterator or ``should_stop()`` returning True ends generation; the steering
-    hooks are removed in every case. With ``steer=None`` (or ``alpha=0``) and the same seed the
-    tokens are exactly those of plain generation.
+    hooks are attached only while each token is computed, so an abandoned iterator holds
+    neither hooks nor the session lock. With ``steer=None`` (or ``alpha=0``) and the same seed
+    the tokens are exactly those of plain generation. A character spread over several tokens
+    is yielded whole, with the token that completes it (the others yield "").
     """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    check_prompt(prompt)
+    max_new_tokens = as_int(max_new_tokens, "max_new_tokens", minimum=1)
+    temperature = as_float(temperature, "temperature", minimum=0.0, example=0.7)
+    if 0 < temperature < 1e-6:
+        raise ValueError(f"temperature {temperature:g} is too small to sample with: pass 0 for "
+                         "greedy decoding or a value such as 0.7")
+    top_p = as_float(top_p, "top_p", example=0.9)
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
-        raise ValueError(f"seed must be an integer between -2**63 and 2**63 - 1, got {seed!r}")
-    tok = session.tokenizer
-    ids = torch.tensor([tok(prompt)["input_ids"]], device=session.device)
+    seed = as_seed(seed)
+    ids = session.tokenizer(prompt)["input_ids"]
+    context = session.context_length
+    if context is not None:
+        if len(ids) >= context:
+            raise ValueError(f"the prompt has {len(ids)} tokens but this model reads at most "
+                             f"{context}: shorten the prompt to leave room for new tokens")
+        if len(ids) + max_new_tokens > context:
+            warnings.warn(f"max_new_tokens={max_new_tokens} would run past the model's context "
+                          f"of {context} tokens: generating {context - len(ids)} at most",
+                          stacklevel=3)
+            max_new_tokens = context - len(ids)
     edits = steering_edits(session, steer)
+    return _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, should_stop)
+
+
+def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, should_stop):
+    tok = session.tokenizer
     generator = torch.Generator(device=session.device).manual_seed(seed)
     eos = tok.eos_token_id
-    with session.hooks(edits=edits), torch.inference_mode():
-        cache, step_ids, new, text = None, ids, [], ""
-        for _ in range(max_new_tokens):
-            if should_stop is not None and should_stop():
-                return
+    cache, step_ids, new, text = None, torch.tensor([ids], device=session.device), [], ""
+    for step in range(max_new_tokens):
+        if should_stop is not None and should_stop():
+            return
+        # Hooks (and the session lock) are held only while this token is computed, so a
+        # consumer that abandons the iterator leaves nothing attached, and code run between
+        # tokens sees the unsteered model.
+        with session.hooks(edits=edits), torch.inference_mode():
             logits, cache = _next_logits(session.model, step_ids, cache)
-            next_id = _pick(logits, temperature, top_p, generator)
-            if next_id == eos:
-                return
-            new.append(next_id)
-            full = tok.decode(new, skip_special_tokens=True)
-            yield Token(next_id, full[len(text):])
-            text = full
-            step_ids = torch.tensor([[next_id]], device=session.device)
+        next_id = _pick(logits, temperature, top_p, generator)
+        if next_id == eos:
+            return
+        new.append(next_id)
+        step_ids = torch.tensor([[next_id]], device=session.device)
+        full = tok.decode(new, skip_special_tokens=True)
+        if full.endswith("\ufffd") and step < max_new_tokens - 1:
+            yield Token(next_id, "")  # part of a multi-byte character: wait for the rest
+            continue
+        yield Token(next_id, full[len(text):])
+        text = full
 
 
 def _next_logits(model, ids, cache):
@@ -232,7 +264,9 @@ def next_token_probs(session: Session, prompt: str,
                      steer: Steer | Sequence[Steer] | None = None) -> torch.Tensor:
     """Probability of each next token after ``prompt`` ``[vocab]``, optionally steered."""
     check_prompt(prompt)
-    ids = torch.tensor([session.tokenizer(prompt)["input_ids"]], device=session.device)
+    ids = session.tokenizer(prompt)["input_ids"]
+    check_length(len(ids), session.context_length, "the prompt")
+    ids = torch.tensor([ids], device=session.device)
     with session.hooks(edits=steering_edits(session, steer)), torch.inference_mode():
         logits, _ = _next_logits(session.model, ids, None)
     return torch.softmax(logits, -1).cpu()
@@ -247,7 +281,7 @@ def logit_shift(session: Session, prompt: str, steer: Steer | Sequence[Steer],
     tok = session.tokenizer
 
     def rows(order):
-        return [(tok.decode([int(i)]), float(before[i]), float(after[i])) for i in order]
+        return [(readable_token(tok, int(i)), float(before[i]), float(after[i])) for i in order]
 
     kl = float((after * (after.clamp_min(1e-30).log() - before.clamp_min(1e-30).log())).sum())
     return LogitShift(prompt, rows(delta.topk(k).indices), rows((-delta).topk(k).indices), kl,

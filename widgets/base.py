@@ -8,7 +8,6 @@ without losing what the view already holds.
 
 from __future__ import annotations
 
-import csv
 import html
 import threading
 import time
@@ -19,6 +18,8 @@ from typing import Any
 
 import ipywidgets as W
 from plotly.offline import get_plotlyjs
+
+from reprlab.export import write_csv
 
 from .plot import ImageButtons, Plot
 
@@ -147,13 +148,7 @@ class View(W.VBox):
         rows = self.rows()
         if not rows:
             raise ValueError("nothing to export yet: wait for the view to compute")
-        path = Path(path or self._default_name("csv"))
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        return write_csv(rows, path or self._default_name("csv"))  # formula cells neutralized
 
     def _default_name(self, ext: str) -> str:
         return f"reprlab-{type(self).__name__}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
