@@ -130,7 +130,7 @@ def test_registry_events_reach_subscribers_until_they_unsubscribe():
 
 
 @pytest.mark.parametrize("bad, words", [
-    (torch.zeros(8), "zero or non-finite"), (torch.ones(2, 4), "one vector"),
+    (torch.zeros(8), "zero length: pass a non-zero vector"), (torch.ones(2, 4), "one vector"),
 ])
 def test_bad_direction_vectors_are_refused(bad, words):
     with pytest.raises(ValueError, match=words):

@@ -288,6 +288,9 @@ def write_cache(model, tok, target: Path, source: Path, source_hash: str) -> boo
                     "source_sha256": source_hash, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if target.exists():
+            if cache_is_valid(target, source_hash):  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return True
             shutil.rmtree(target, ignore_errors=True)  # stale or corrupted: replaced
         os.replace(tmp, target)
         return True
