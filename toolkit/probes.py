@@ -237,9 +237,12 @@ def probe_curve(
     n_permutations = as_int(n_permutations, "n_permutations", minimum=0)
     C = as_float(C, "C", example=0.01)
     ridge = as_float(ridge, "ridge", example=100.0)
-    if C <= 0 or ridge <= 0:
-        raise ValueError(f"C and ridge must be positive finite numbers (such as C=0.01, "
-                         f"ridge=100), got C={C:g}, ridge={ridge:g}")
+    if C <= 0:
+        raise ValueError(f"C must be > 0 (such as 0.01; smaller means a stronger penalty), "
+                         f"got {C:g}")
+    if ridge <= 0:
+        raise ValueError(f"ridge must be > 0 (such as 100; larger means a stronger penalty), "
+                         f"got {ridge:g}")
     max_iter = as_int(max_iter, "max_iter", minimum=1)
     values = acts.values.float()  # float16 storage is fine; fitting is float32
     if not torch.isfinite(values).all():
