@@ -24,7 +24,7 @@ def test_layer_discovery_finds_blocks_norm_and_unembedding(arch):
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
-@pytest.mark.parametrize("at", ["last", "mean", 2, -3, "wor"])
+@pytest.mark.parametrize("at", ["last", "mean", 2, -3, "world"])
 def test_batched_extraction_matches_output_hidden_states(arch, at):
     s = Session.tiny(arch=arch)
     texts = [t for t in TEXTS if not isinstance(at, str) or at in ("last", "mean") or at in t]

@@ -59,7 +59,7 @@ def test_positions_new_leaves_the_prompt_untouched(tiny, direction):
 def test_hooks_are_gone_after_an_exception_inside_generation(tiny, direction):
     stream = tiny.stream("hello", max_new_tokens=20, steer=Steer(direction, alpha=1.0))
     next(stream)
-    assert hook_count(tiny.parts) == 1
+    assert hook_count(tiny.parts) == 0  # hooks are attached only while a token is computed
     with pytest.raises(RuntimeError):
         stream.throw(RuntimeError("interrupted"))
     assert hook_count(tiny.parts) == 0

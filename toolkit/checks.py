@@ -49,7 +49,7 @@ def as_float(value, name: str, *, minimum: float | None = None, maximum: float |
                         f"{type(value).__name__} {value!r:.40}")
     value = float(value)
     if math.isnan(value) or (finite and math.isinf(value)):
-        raise ValueError(f"{name} must be a finite number such as {example}, got {value}")
+        raise ValueError(f"{name} must be finite: pass a number such as {example}, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum:g}, got {value:g}")
     if maximum is not None and value > maximum:
