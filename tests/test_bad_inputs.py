@@ -101,7 +101,7 @@ KERNEL_CASES = {
                     "C must be finite: pass a number such as 0.01"),
     "probe seed -1": (lambda: probe_curve(ACTS, ["x", "y"] * 2, seed=-1),
                       "seed must be an integer from 0"),
-    "no shuffles for the control": (lambda: probe_curve(ACTS, ["x", "y"] * 2, n_permutations=0),
+    "no shuffles for the control": (lambda: probe_curve(ACTS, ["x", "y"] * 2, 2, n_permutations=0),
                                     r"n_permutations must be >= 1 \(100 makes"),
     "infinite direction": (lambda: Direction("inf", torch.full((S.width,), float("inf")), 2, "t"),
                            "infinite entries: pass a finite vector"),
