@@ -70,4 +70,7 @@ def test_sign_flip_p_value_is_small_only_for_a_consistent_shift():
     e = SteeringEffect("d", 1, np.array([0.0, 1.0, 2.0]), ("p",) * 12, (), shifted,
                        np.ones((3, 12)), "judge", 0)
     p = e.p_values
-    assert p[0] == 1.0 and p[1] < 0.01 and p[2] > 0.5
+    assert p[0] == 1.0 and p[1] == pytest.approx(2 / 2**12) and p[2] > 0.5
+    few = SteeringEffect("d", 1, np.array([0.0, 1.0]), ("p",) * 6, (), shifted[:2, :6],
+                         np.ones((2, 6)), "judge", 0)
+    assert few.p_values[1] == pytest.approx(2 / 64)  # exact: the floor with six prompts
