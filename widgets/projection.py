@@ -37,7 +37,8 @@ def build_choices() -> dict[str, tuple]:
 class ConceptProjection(View):
     """Tokens of a text colored by their projection on a direction, the projections of two
     labelled sets, and a similarity heatmap of the registry's directions, under a chosen
-    inner product (euclidean, standardized, causal)."""
+    inner product (euclidean, standardized, causal, whitened); projections are measured
+    from the mean of the reference texts, and a note says when causal is an approximation."""
 
     def __init__(self, session, direction: Direction | None = None, *, background: bool = True):
         super().__init__(session, background=background)
