@@ -197,3 +197,13 @@ def test_csv_export_neutralizes_formula_cells(tiny, tmp_path):
     row = next(csv.DictReader(path.open(encoding="utf-8")))
     assert row == {"text": "'=HYPERLINK(\"http://evil\")", "label": "'+1", "who": "'@me",
                    "note": "'-2+3", "score": "-0.5", "plain": "a = b"}
+
+
+def test_a_character_cut_off_by_max_new_tokens_is_dropped_not_shown_as_replacement(tiny,
+                                                                                     monkeypatch):
+    from reprlab import steering
+
+    ids = tiny.tokenizer("a映")["input_ids"]  # "a", then the three bytes of 映
+    script = iter(ids)
+    monkeypatch.setattr(steering, "_pick", lambda *a: next(script))
+    assert tiny.generate("x", 3) == "a"  # stopped after two of the three bytes

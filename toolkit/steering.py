@@ -156,7 +156,8 @@ def stream(session: Session, prompt: str, *, max_new_tokens: int = 40, seed: int
     hooks are attached only while each token is computed, so an abandoned iterator holds
     neither hooks nor the session lock. With ``steer=None`` (or ``alpha=0``) and the same seed
     the tokens are exactly those of plain generation. A character spread over several tokens
-    is yielded whole, with the token that completes it (the others yield "").
+    is yielded whole, with the token that completes it (the others yield ""); one left
+    incomplete when generation stops is dropped rather than shown as "�".
     """
     check_prompt(prompt)
     max_new_tokens = as_int(max_new_tokens, "max_new_tokens", minimum=1)
@@ -202,9 +203,11 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
         new.append(next_id)
         step_ids = torch.tensor([[next_id]], device=session.device)
         full = tok.decode(new, skip_special_tokens=True)
-        if full.endswith("\ufffd") and step < max_new_tokens - 1:
-            yield Token(next_id, "")  # part of a multi-byte character: wait for the rest
-            continue
+        if full.endswith("\ufffd"):  # part of a multi-byte character: wait for the rest
+            if step < max_new_tokens - 1:
+                yield Token(next_id, "")
+                continue
+            full = full.rstrip("\ufffd")  # generation ends before the character does
         yield Token(next_id, full[len(text):])
         text = full
 
