@@ -276,7 +276,7 @@ def test_steering_panel_bad_inputs(session):
     w = SteeringPanel(session, background=False)
     before = Snapshot(session)
     for control, bad, words in [("prompt", "  ", "prompt is empty"),
-                                ("seed", 2**64, "seed must be an integer")]:
+                                ("seed", str(2**64), "seed must be an integer")]:
         widget, result = getattr(w, control), w.result
         good = widget.value
         widget.value = bad

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -153,6 +154,22 @@ def validate_texts(texts) -> list[str]:
         if not text.strip():
             raise ValueError(f"texts[{i}] is empty or blank; every text needs at least one token")
     return texts
+
+
+def common_words(texts: Sequence[str], limit: int = 8) -> list[tuple[str, int]]:
+    """Words (and punctuation marks) by how many of ``texts`` contain them, most first: the
+    candidates for ``at=word``, which needs a word in every text.
+
+    >>> common_words(["The cat sat.", "The dog ran.", "A bird."], limit=3)
+    [('.', 3), ('The', 2), ('cat', 1)]
+    """
+    counts = Counter(w for t in texts for w in dict.fromkeys(re.findall(r"\w+|[^\w\s]", t)))
+    return counts.most_common(limit)
+
+
+def texts_without(texts: Sequence[str], word: str) -> list[int]:
+    """Indices of the texts that do not contain ``word`` (where ``at=word`` would fail)."""
+    return [i for i, t in enumerate(texts) if word not in t]
 
 
 def position_key(at: Position | Sequence[Position], n_texts: int) -> Position | tuple:

@@ -347,11 +347,32 @@ class DirectionRegistry:
         self._notify("removed", direction)
         return direction
 
+    def rename(self, old: str, new: str) -> Direction:
+        """Give the direction ``old`` the name ``new`` (same place in the list); listeners hear
+        "renamed" with the renamed direction. A taken or empty name is refused.
+
+        >>> session.directions.rename("sentiment@10", "mood")   # doctest: +SKIP
+        """
+        new = new.strip() if isinstance(new, str) else new
+        if not isinstance(new, str) or not new:
+            raise ValueError(f"a direction name must be a non-empty string, got {new!r}")
+        with self._lock:
+            if old not in self._items:
+                raise KeyError(f"no direction named {old!r}; registered: {self.names()}")
+            if new != old and new in self._items:
+                raise ValueError(f"a direction named {new!r} exists: pick another name")
+            direction = self._items[old].renamed(new)
+            self._items = {(new if k == old else k): (direction if k == old else v)
+                           for k, v in self._items.items()}
+        self._notify("renamed", direction)
+        return direction
+
     def names(self) -> list[str]:
         return list(self._items)
 
     def observe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, direction)`` on "added"/"removed"; returns an unsubscribe."""
+        """Call ``listener(event, direction)`` on "added", "removed" or "renamed" (with the
+        direction under its new name); returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 

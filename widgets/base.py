@@ -50,6 +50,7 @@ class View(W.VBox):
         self.export_html_button.on_click(lambda _: self._export(self.export_html))
         self.export_csv_button.on_click(lambda _: self._export(self.export_csv))
         self._footer: W.HBox | None = None
+        self.after_work: list[Callable[[], None]] = []  # called after each finished render
         self._request = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -202,6 +203,8 @@ class View(W.VBox):
             finally:
                 if request == self._request:
                     self.progress.layout.visibility = "hidden"
+                    for callback in list(self.after_work):  # e.g. the Explorer's header
+                        callback()
 
         if self.background:
             self._worker = threading.Thread(target=job, daemon=True, name="reprlab-view")
@@ -273,7 +276,10 @@ def pick_layer(slider: W.IntSlider, point: dict) -> None:
 
 def registry_target(names: list[str], current: str | None, event: str, name: str) -> str | None:
     """What a direction dropdown should select after a registry event: a direction just added,
-    else the current one while it still exists, else the newest."""
+    the new name of the selected one, else the current one while it still exists, else the
+    newest."""
     if event == "added":
+        return name
+    if event == "renamed" and current not in names:  # the selected one got a new name
         return name
     return current if current in names else (names[-1] if names else None)

@@ -14,6 +14,7 @@ from reprlab.geometry import INNER_PRODUCTS, inner_note
 
 from .base import View, pick_layer
 from .figures import circular_scatter, circularity_curve, layer_marker
+from .help import caption, explain
 from .plot import Plot
 
 CYCLES = ("days", "months", "hours", "custom")
@@ -48,10 +49,10 @@ class CircularMap(View):
                              continuous_update=False)
         if cycle not in CYCLES:
             self.custom.value = cycle if isinstance(cycle, str) else ", ".join(cycle)
-        self.method = W.ToggleButtons(options=list(METHODS), value="PCA",
-                                      style={"button_width": "110px"})
+        self.method = W.ToggleButtons(options=list(METHODS), value="PCA", description="method",
+                                      style={"button_width": "100px"})
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
-                                     style={"button_width": "110px"})
+                                     description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))
@@ -60,7 +61,13 @@ class CircularMap(View):
         self.curve_fig = Plot(height=430)
         self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
         self._curve_of = None  # the statistics the curve figure shows
+        for control, key in ((self.cycle, "cycle"), (self.custom, "cycle"),
+                             (self.method, "method"), (self.inner, "inner"),
+                             (self.layer, "layer")):
+            explain(control, key)
+        self.computed: dict[tuple, tuple] = {}  # (cycle, inner) -> (pca, circle probe) views
         self.children = [
+            caption("circular"),
             W.HBox([self.cycle, self.custom]),
             W.HBox([self.method, self.inner]),
             self.layer,
@@ -87,8 +94,11 @@ class CircularMap(View):
             self.show_info("Type at least four items, separated by commas.")
             return
         inner = self.inner.value
+        key = (tuple(cycle) if isinstance(cycle, list) else cycle, inner)
 
         def work(progress):
+            if key in self.computed:  # toggling back to a geometry seen before: no recompute
+                return self.computed[key]
             base = circular_analysis(self.session, cycle, method="pca", inner=inner,
                                  progress=progress, **self.view_options)
             probe = circular_analysis(self.session, cycle, method="circle_probe", inner=inner,
@@ -97,11 +107,14 @@ class CircularMap(View):
 
         def render(value):
             base, probe = value
+            self.computed[key] = value
             self.views = {("pca",): base, ("circle_probe",): probe}
             self.result = base
             self.render_layer()
 
-        self.submit(work, render, busy="Reading the cycle's examples…")
+        self.submit(work, render, busy=(
+            "Reading every example of the cycle at every layer, then testing the circle against "
+            "shuffled orders (the first time for a cycle and geometry takes a while)…"))
 
     def render_layer(self) -> None:
         """Redraw the map and marker for the slider's layer (cached; UMAP on demand)."""

@@ -6,14 +6,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import ipywidgets as W
 
 from reprlab import Direction, datasets, probe_curve
-from reprlab.activations import validate_texts
+from reprlab.activations import common_words, texts_without, validate_texts
 from reprlab.probes import check_labels
 
 from .base import View, pick_layer
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
+from .help import caption, explain
 from .plot import Plot
 
 BUILTIN = ("sentiment", "truth")
@@ -44,19 +48,30 @@ class ProbeCurves(View):
                                   layout=W.Layout(width="220px"))
         self.position = W.ToggleButtons(options=POSITIONS, value=at if at in POSITIONS else "word",
                                         description="read at", style={"button_width": "60px"})
-        self.word = W.Text(value="" if at in POSITIONS else at, placeholder="word in every text",
-                           layout=W.Layout(width="160px", display="none"))
+        self.word = W.Combobox(value="" if at in POSITIONS else at,
+                               placeholder="word in every text",
+                               ensure_option=False, continuous_update=False,
+                               layout=W.Layout(width="160px", display="none"))
         self.layer = W.IntSlider(description="layer", min=0, max=1, continuous_update=True,
                                  layout=W.Layout(width="420px"))
+        self.upload = W.FileUpload(accept=".csv", multiple=False, description="CSV…",
+                                   tooltip="your own labelled texts: a CSV file with 'text' and "
+                                           "'label' columns (optional 'group')",
+                                   layout=W.Layout(width="90px"))
         self.name = W.Text(placeholder="direction name", layout=W.Layout(width="180px"))
         self.use = W.Button(description="Use as direction", icon="arrow-right",
                             tooltip="add this layer's probe to the session's direction registry")
         self.curve_fig = Plot(height=380)
         self.layer_fig = Plot(height=380)
         self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
+        for control, key in ((self.dataset, "dataset"), (self.position, "read_at"),
+                             (self.word, "word"), (self.layer, "layer"), (self.name, "name")):
+            explain(control, key)
+        self.figure_row = W.HBox([self.curve_fig, self.layer_fig])
         self.children = [
-            W.HBox([self.dataset, self.position, self.word]),
-            W.HBox([self.curve_fig, self.layer_fig]),
+            caption("probe"),
+            W.HBox([self.dataset, self.upload, self.position, self.word]),
+            self.figure_row,
             W.HBox([self.layer, self.name, self.use]),
             self.footer,
         ]
@@ -65,6 +80,7 @@ class ProbeCurves(View):
         self.word.observe(lambda _: self.compute(), "value")
         self.layer.observe(lambda _: self.render_layer(), "value")
         self.use.on_click(lambda _: self.use_as_direction())
+        self.upload.observe(self._on_upload, "value")
         self._show_word_box()
         self.compute()
 
@@ -74,9 +90,11 @@ class ProbeCurves(View):
         """Extract activations (cached after the first time) and fit the probes."""
         texts, labels, groups = self._data()
         at = self.word.value.strip() if self.position.value == "word" else self.position.value
-        if not at:
-            self.show_info("Type a word that appears in every text.")
-            return
+        if self.position.value == "word":
+            self.word.options = [w for w, n in common_words(texts, 12) if n == len(texts)]
+            if not self._word_fits(texts, at):
+                return
+        self.figure_row.layout.visibility = "visible"
 
         def work(progress):
             acts = self.session.activations(texts, at=at, progress=progress)
@@ -98,6 +116,10 @@ class ProbeCurves(View):
         if self.result is None:
             self.show_info("No probe yet: wait for the curve.")
             return None
+        if self.figure_row.layout.visibility == "hidden":
+            self.show_error(ValueError("no probe for this setting yet: the curve is hidden until "
+                                       "the 'read at' choice can be computed"))
+            return None
         try:
             typed = self.name.value.strip()
             direction = Direction.from_probe(self.result, self.layer.value,
@@ -112,6 +134,21 @@ class ProbeCurves(View):
         self.show_info(f"Added direction '{direction.name}' ({direction.where}) to the session; "
                        "the other views can use it now.")
         return direction
+
+    def load_csv(self, content: bytes | str, name: str = "your data") -> None:
+        """Use the labelled texts of a CSV (columns ``text``, ``label``, optional ``group``)
+        as "your data" and probe them."""
+        try:
+            self.user_data = read_labelled_csv(content)
+        except ValueError as err:
+            self.show_error(ValueError(f"{name}: {err}"))
+            return
+        if YOUR_DATA not in self.dataset.options:
+            self.dataset.options = [*self.dataset.options, YOUR_DATA]
+        if self.dataset.value == YOUR_DATA:
+            self.compute()
+        else:
+            self.dataset.value = YOUR_DATA  # triggers compute
 
     def rows(self) -> list[dict]:
         """Per-layer score, fold spread, control and selectivity."""
@@ -128,23 +165,70 @@ class ProbeCurves(View):
             self.layer.min, self.layer.max = layers[0], layers[-1]
             if first or self.layer.value not in layers:
                 self.layer.value = curve.best_layer
-        self.curve_fig.draw(probe_curve_figure(curve, self.layer.value))
+        self.curve_fig.draw(probe_curve_figure(curve, self.layer.value, at=self.acts.at))
         self.render_layer()
-        self.show_info(curve.summary())
+        self.show_info(f"{curve.summary().rstrip('.')}; read at '{self.acts.at}'.")
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if files:
+            self.load_csv(bytes(files[0]["content"]), files[0]["name"])
 
     def _on_position(self, _) -> None:
         self._show_word_box()
-        if self.position.value != "word" or self.word.value.strip():
-            self.compute()
+        self.compute()  # in word mode without a fitting word this says what the mode needs
 
     def _show_word_box(self) -> None:
         self.word.layout.display = "" if self.position.value == "word" else "none"
+
+    def _word_fits(self, texts, word: str) -> bool:
+        """Is ``word`` in every text? If not, hide the old curve and say what would work."""
+        missing = texts_without(texts, word) if word else list(range(len(texts)))
+        if not missing:
+            return True
+        self.figure_row.layout.visibility = "hidden"  # the old curve is not for this setting
+        counts = common_words(texts, 4)
+        everywhere = [w for w, n in counts if n == len(texts)]
+        offer = (f"Words in all {len(texts)} texts: " + ", ".join(repr(w) for w in everywhere)
+                 if everywhere else "No word occurs in every text; use 'last' or 'mean'")
+        partial = ", ".join(f"{w!r} in {n}" for w, n in counts if n < len(texts))
+        need = ("Type a word that occurs in every text: read at 'word' reads each text at the "
+                "last occurrence of that word.")
+        if word:
+            need = (f"{word!r} not found in {len(missing)} of {len(texts)} texts (e.g. "
+                    f"{texts[missing[0]]!r:.60}). Read at 'word' needs a word in every text.")
+        message = f"{need} {offer}" + (f" (nearly: {partial})." if partial else ".")
+        if word:
+            self.show_error(ValueError(message))
+        else:
+            self.show_info(message)
+        return False
 
     def _data(self):
         if self.dataset.value == YOUR_DATA:
             return self.user_data
         data = datasets.load(self.dataset.value)
         return list(data.texts), list(data.labels), data.groups
+
+
+def read_labelled_csv(content: bytes | str):
+    """``(texts, labels, groups)`` from CSV text with a header row naming ``text`` and ``label``
+    (and optionally ``group``) columns."""
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError("the file is not UTF-8 text; save it as CSV (UTF-8)") from None
+    rows = list(csv.DictReader(io.StringIO(content)))
+    columns = {c.strip().lower(): c for c in (rows[0].keys() if rows else [])}
+    missing = {"text", "label"} - set(columns)
+    if missing:
+        raise ValueError(f"the CSV needs a header row with 'text' and 'label' columns; missing "
+                         f"{sorted(missing)} (found {sorted(columns)})")
+    texts = [r[columns["text"]] for r in rows]
+    labels = [r[columns["label"]] for r in rows]
+    groups = [r[columns["group"]] for r in rows] if "group" in columns else None
+    return _user_data(texts, labels, groups)
 
 
 def _user_data(texts, labels, groups):

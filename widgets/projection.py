@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import ipywidgets as W
 
 from reprlab import Direction, datasets
@@ -18,9 +20,11 @@ from reprlab.geometry import (
 
 from .base import View, registry_target
 from .figures import projection_histogram, similarity_heatmap, token_html
+from .help import caption, explain
 from .plot import Plot
 
 CONTRASTS = ("sentiment", "truth")
+YOUR_PAIRS = "your word pairs (unembedding)"
 DEFAULT_TEXT = "The movie was wonderful, but the ending was terrible."
 
 
@@ -31,7 +35,28 @@ def build_choices() -> dict[str, tuple]:
     choices.update({f"{name}: probe": ("dataset", name, "probe") for name in CONTRASTS})
     choices.update({f"pairs: {concept} (unembedding)": ("pairs", concept, None)
                     for concept in datasets.load("pairs")})
+    choices[YOUR_PAIRS] = ("your pairs", None, None)
     return choices
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """Word pairs typed by a person: "king:queen, man:woman" or one "king queen" per line.
+
+    >>> parse_pairs("king:queen, man:woman")
+    [('king', 'queen'), ('man', 'woman')]
+    """
+    pairs = []
+    for item in re.split(r"[,;\n]+", text):
+        words = [w for w in re.split(r"[:\s→>-]+", item.strip()) if w]
+        if not words:
+            continue
+        if len(words) != 2:
+            raise ValueError(f"{item.strip()!r} is not a word pair: write 'from:to', e.g. "
+                             "'king:queen', pairs separated by commas or new lines")
+        pairs.append((words[0], words[1]))
+    if not pairs:
+        raise ValueError("type at least one word pair, e.g. 'king:queen, man:woman'")
+    return pairs
 
 
 class ConceptProjection(View):
@@ -49,23 +74,37 @@ class ConceptProjection(View):
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
                                     layout=W.Layout(width="320px"))
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
-                                     style={"button_width": "110px"})
+                                     description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False,
                                  layout=W.Layout(width="420px"))
         self.source = W.Dropdown(options=list(self.choices), description="build from",
                                  layout=W.Layout(width="360px"))
-        self.build_button = W.Button(description="Build at this layer", icon="plus")
+        self.build_button = W.Button(description="Build at this layer", icon="plus",
+                                     tooltip="build the chosen direction at the slider's layer "
+                                             "and add it to the session")
+        self.pairs = W.Textarea(placeholder="your word pairs, e.g. king:queen, man:woman, "
+                                            "he:she, boy:girl, father:mother",
+                                layout=W.Layout(width="60%", height="48px", display="none"))
+        self.pairs_name = W.Text(placeholder="name (e.g. gender)", description="name",
+                                 layout=W.Layout(width="220px", display="none"))
         self.text = W.Textarea(value=DEFAULT_TEXT, layout=W.Layout(width="98%", height="56px"),
                                continuous_update=False)
         self.contrast = W.Dropdown(options=CONTRASTS, description="compare",
                                    layout=W.Layout(width="220px"))
-        self.tokens = W.HTML()
+        self.tokens = W.HTML(layout=W.Layout(width="98%"))
         self.hist_fig = Plot(height=340)
         self.sim_fig = Plot(height=340)
+        for control, key in ((self.direction, "direction"), (self.inner, "inner"),
+                             (self.layer, "layer"), (self.source, "build_from"),
+                             (self.text, "text"), (self.contrast, "compare"),
+                             (self.pairs, "pairs"), (self.pairs_name, "name")):
+            explain(control, key)
         self.children = [
+            caption("projection"),
             W.HBox([self.direction, self.inner]),
             W.HBox([self.source, self.build_button]),
+            W.HBox([self.pairs, self.pairs_name]),
             self.layer,
             self.text,
             self.tokens,
@@ -74,6 +113,7 @@ class ConceptProjection(View):
             self.footer,
         ]
         self.build_button.on_click(lambda _: self.build())
+        self.source.observe(self._on_source, "value")
         self.direction.observe(self._on_direction, "value")
         for control in (self.inner, self.layer, self.text, self.contrast):
             control.observe(lambda _: self.refresh(), "value")
@@ -89,8 +129,17 @@ class ConceptProjection(View):
         """Build the chosen direction (at the slider's layer) and register it."""
         kind, name, method = self.choices[self.source.value]
         layer = self.layer.value
+        if kind == "your pairs":
+            try:
+                typed = parse_pairs(self.pairs.value)
+            except ValueError as err:
+                self.show_error(err)
+                return
+            name = self.pairs_name.value.strip() or "my pairs"
 
         def work(progress):
+            if kind == "your pairs":
+                return Direction.counterfactual(self.session, typed, name=name)
             if kind == "pairs":
                 pairs = datasets.load("pairs")[name]
                 return Direction.counterfactual(self.session, pairs, name=name)
@@ -152,6 +201,10 @@ class ConceptProjection(View):
         self.show_info(f"'{d.name}': {d.method}, {d.where}{note}; projections measured from the "
                        "mean of the reference texts (built-in sentiment and truth sets)."
                        + (f" Note: {caveat}" if caveat else ""))
+
+    def _on_source(self, _) -> None:
+        shown = "" if self.choices[self.source.value][0] == "your pairs" else "none"
+        self.pairs.layout.display = self.pairs_name.layout.display = shown
 
     def _on_direction(self, _) -> None:
         if self._syncing:

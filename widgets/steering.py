@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 import threading
 
 import ipywidgets as W
@@ -15,6 +16,8 @@ from reprlab import Direction
 from reprlab.steering import Steer, logit_shift, token_diff
 
 from .base import View, registry_target
+from .figures import CHANGED_STYLE, NEGATIVE, POSITIVE, fmt
+from .help import caption, explain
 
 DEFAULT_PROMPT = "I think the movie was"
 
@@ -40,7 +43,7 @@ class SteeringPanel(View):
                              layout=W.Layout(width="98%"), continuous_update=False)
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
                                     layout=W.Layout(width="320px"))
-        self.mode = W.ToggleButtons(options=["add", "ablate"], value="add",
+        self.mode = W.ToggleButtons(options=["add", "ablate"], value="add", description="mode",
                                     style={"button_width": "70px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False)
@@ -48,14 +51,22 @@ class SteeringPanel(View):
                                    continuous_update=False, readout_format="+.2f")
         self.max_tokens = W.IntSlider(description="tokens", min=5, max=120, value=30,
                                       continuous_update=False)
-        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        # A Text, parsed strictly: the browser's IntText silently turned "1e3" into 13.
+        self.seed = W.Text(value="0", description="seed", layout=W.Layout(width="160px"),
+                           continuous_update=False)
         self.temperature = W.FloatSlider(description="temp.", min=0.0, max=1.5, step=0.1,
                                          value=0.0, continuous_update=False)
         self.unit = W.HTML()
         self.baseline = W.HTML(layout=W.Layout(width="49%"))
         self.steered = W.HTML(layout=W.Layout(width="49%"))
         self.shift = W.HTML()
+        for control, key in ((self.prompt, "prompt"), (self.direction, "direction"),
+                             (self.mode, "mode"), (self.layer, "layer"), (self.alpha, "alpha"),
+                             (self.max_tokens, "tokens"), (self.seed, "seed"),
+                             (self.temperature, "temperature")):
+            explain(control, key)
         self.children = [
+            caption("steering"),
             self.prompt,
             W.HBox([self.direction, self.mode]),
             W.HBox([self.layer, self.alpha, self.unit]),
@@ -102,7 +113,12 @@ class SteeringPanel(View):
             self.show_info("No direction yet: build one in another view or pass direction=.")
             return
         prompt = self.prompt.value
-        options = dict(max_new_tokens=self.max_tokens.value, seed=self.seed.value,
+        try:
+            seed = parse_seed(self.seed.value)
+        except ValueError as err:
+            self.show_error(err)
+            return
+        options = dict(max_new_tokens=self.max_tokens.value, seed=seed,
                        temperature=self.temperature.value)
         baseline_key = (prompt, tuple(sorted(options.items())))
 
@@ -149,7 +165,7 @@ class SteeringPanel(View):
         self.steered.value = _panel("steered", tokens, changed)
         self.shift.value = _shift_table(shift)
         unit = steer.unit(self.session)
-        self.unit.value = (f"<span style='color:#555'>alpha 1 = {unit:.1f} "
+        self.unit.value = (f"<span style='color:#555'>alpha 1 = {fmt(unit)} "
                            f"(typical norm at layer {steer.layer})</span>")
         self.show_info(f"{steer!r}: {sum(changed)} of {len(tokens)} tokens differ from the "
                        "baseline.")
@@ -190,18 +206,38 @@ def _panel(title: str, tokens, changed=None) -> str:
     for i, token in enumerate(tokens):
         text = html.escape(token.text).replace("\n", "<br>")
         if changed is not None and changed[i]:
-            text = f"<mark style='background:#ffe08a'>{text}</mark>"
+            text = f"<span class='reprlab-changed' style='{CHANGED_STYLE}'>{text}</span>"
         spans.append(text)
-    return (f"<div style='border:1px solid #ddd;border-radius:4px;padding:6px;min-height:4em'>"
-            f"<b>{title}</b><br>{''.join(spans)}</div>")
+    key = "" if changed is None else (
+        f" <span style='font-weight:normal;color:#555;font-size:90%'>(<span "
+        f"style='{CHANGED_STYLE}'>underlined bold</span> = differs from the baseline)</span>")
+    return (f"<div style='border:1px solid #ddd;border-radius:4px;padding:6px;min-height:4em;"
+            f"white-space:pre-wrap;overflow-wrap:anywhere'><b>{title}</b>{key}<br>"
+            f"{''.join(spans)}</div>")
+
+
+def parse_seed(text) -> int:
+    """A seed typed by a person: digits only ("1e3" or "4.5" are refused, never guessed).
+
+    >>> parse_seed(" 42 ")
+    42
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    cleaned = str(text).strip()
+    if not re.fullmatch(r"\d+", cleaned):
+        raise ValueError(f"seed {str(text)!r} is not a whole number: type digits only, e.g. "
+                         "0 or 1000")
+    return int(cleaned)
 
 
 def _shift_table(shift) -> str:
     def rows(items, sign):
         return "".join(
-            f"<tr><td><code>{html.escape(repr(tok))}</code></td><td>{before:.3f}</td>"
-            f"<td>{after:.3f}</td><td style='color:{'#1a7f37' if sign > 0 else '#b00020'}'>"
-            f"{after - before:+.3f}</td></tr>"
+            f"<tr><td><code>{html.escape(repr(tok))}</code></td><td>{fmt(before)}</td>"
+            f"<td>{fmt(after)}</td><td style='color:{POSITIVE if sign > 0 else NEGATIVE}'>"
+            f"{'▲' if sign > 0 else '▼'} {'+' if after >= before else ''}{fmt(after - before)}"
+            "</td></tr>"
             for tok, before, after in items
         )
 
@@ -209,4 +245,6 @@ def _shift_table(shift) -> str:
     return (f"<div style='display:flex;gap:24px'><table><caption>first new token: rose most"
             f"</caption>{head}{rows(shift.rose, 1)}</table><table><caption>fell most</caption>"
             f"{head}{rows(shift.fell, -1)}</table></div>"
-            f"<div style='color:#555'>KL(steered || baseline) = {shift.kl:.3f} nats</div>")
+            f"<div style='color:#555'>Probabilities of the first new token without (before) and "
+            f"with (after) steering. KL(steered || baseline) = {fmt(shift.kl)} nats: 0 means "
+            f"steering did not change the next-token distribution.</div>")

@@ -1,0 +1,78 @@
+"""What every control means, in one place: tooltips on the controls and a short caption row.
+
+>>> explain(W.IntSlider(), "layer").tooltip.startswith("Which hidden state")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+HELP = {
+    "dataset": "Which labelled texts to probe: built-in sentiment or true/false statements, or "
+               "your own (upload a CSV with 'text' and 'label' columns).",
+    "read_at": "Read position: which token's hidden state stands for a text. 'last' = the "
+               "final token (it has seen the whole text), 'mean' = the average over all tokens, "
+               "'word' = the last occurrence of a word that every text contains.",
+    "word": "The word to read at. It must occur in every text; the list offers words that do.",
+    "layer": "Which hidden state to look at: 0 is the token embeddings, each next number the "
+             "output of one more transformer block.",
+    "control": "The control curve is the same probe trained on shuffled labels: what a probe "
+               "scores by memorising noise. Only the gap above it is evidence.",
+    "direction": "A concept direction: one vector in the model's hidden space, e.g. 'positive "
+                 "minus negative'. Build one here, or use a probe from Probe curves.",
+    "inner": "Inner product: how lengths and angles are measured. euclidean = plain dot "
+             "product (dominated by a few huge dimensions); standardized = every dimension "
+             "scaled to unit variance; causal = the geometry of the output layer (Park et al.), "
+             "where unrelated concepts come out orthogonal.",
+    "build_from": "How to build a new direction: 'mean difference' of two labelled sets, a "
+                  "'probe' trained on them, or the difference of word pairs in the unembedding.",
+    "text": "Any text: each token is coloured by how far its hidden state points along the "
+            "direction.",
+    "compare": "A labelled set whose texts are projected on the direction (the histogram).",
+    "method": "How 2-D coordinates are made. PCA: the two directions of largest spread. UMAP: a "
+              "non-linear map that keeps neighbours together (can invent shapes). circle probe: "
+              "a linear map trained to put items on a circle, shown on held-out examples.",
+    "cycle": "Items that come in a cyclic order (days, months, hours), or your own, "
+             "comma-separated.",
+    "mode": "add: push the hidden state along the direction by alpha. ablate: remove the "
+            "direction's component entirely.",
+    "alpha": "Steering strength: 1 means one typical hidden-state length at this layer; "
+             "negative alpha pushes the other way.",
+    "tokens": "How many new tokens to generate.",
+    "temperature": "0 = always the most likely next token; higher = more random sampling.",
+    "seed": "Random seed for sampling (a whole number); baseline and steered text share it.",
+    "prompt": "The text the model continues, once without and once with steering.",
+    "name": "Name for the new direction (empty: a name is made up).",
+    "pairs": "Word pairs, one per line or comma-separated as 'from:to', e.g. 'king:queen, "
+             "man:woman'. Each word must be a single token.",
+}
+
+CAPTIONS = {
+    "probe": "A probe is a linear read-out trained to predict the label from one layer's hidden "
+             "states; its held-out accuracy per layer is the blue curve, the grey curve is the "
+             "same probe on shuffled labels (the control).",
+    "projection": "The projection of a hidden state on a direction is its inner product with "
+                  "the direction: how much of the concept it carries. Blue = along the "
+                  "direction, vermillion = against it.",
+    "circular": "Does the model place cyclic items on a circle? The right plot tests it per "
+                "layer against shuffled orders; the left one shows a layer in 2-D.",
+    "steering": "Steering adds alpha x the direction to every token's hidden state at one "
+                "layer while the model writes. Underlined bold tokens differ from the baseline "
+                "(same prompt, same seed).",
+}
+
+
+def explain(control: W.Widget, key: str) -> W.Widget:
+    """Set ``control``'s tooltip to the help text ``HELP[key]``; returns the control."""
+    control.tooltip = HELP[key]
+    if isinstance(control, W.ToggleButtons):
+        control.tooltips = [HELP[key]] * len(control.options)
+    return control
+
+
+def caption(key: str) -> W.HTML:
+    """A one-paragraph explanation shown above a view's controls."""
+    return W.HTML(f"<div style='color:#444;font-size:92%;max-width:980px'>"
+                  f"{html.escape(CAPTIONS[key])}</div>")
