@@ -95,12 +95,12 @@ def test_read_at_word_with_an_empty_box_hides_the_old_curve_and_offers_a_word(se
     w = ProbeCurves(session, background=False)
     shown = w.result
     w.position.value = "word"
-    assert w.plots.layout.visibility == "hidden"  # the 'last' curve is not shown as 'word'
+    assert w.figure_row.layout.visibility == "hidden"  # the 'last' curve is not shown as 'word'
     assert "every text" in plain(w.status) and "'.'" in plain(w.status)
     assert "." in w.word.options
     assert w.use_as_direction() is None and "no probe for this setting" in plain(w.status)
     w.word.value = "."
-    assert w.plots.layout.visibility == "visible" and w.acts.at == "." and w.result is not shown
+    assert w.figure_row.layout.visibility == "visible" and w.acts.at == "." and w.result is not shown
     assert "read at '.'" in w.curve_fig.figure.layout.title.text
 
 
@@ -110,7 +110,7 @@ def test_read_at_a_word_missing_from_some_texts_says_how_many(session):
     w.word.value = "movie"
     text = plain(w.status)
     assert "Error" in text and re.search(r"'movie' not found in \d+ of 240 texts", text)
-    assert w.plots.layout.visibility == "hidden"
+    assert w.figure_row.layout.visibility == "hidden"
 
 
 # -- bug 8: "→ Steering" says why it did nothing -----------------------------------------------

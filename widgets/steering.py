@@ -206,7 +206,7 @@ def _panel(title: str, tokens, changed=None) -> str:
     for i, token in enumerate(tokens):
         text = html.escape(token.text).replace("\n", "<br>")
         if changed is not None and changed[i]:
-            text = f"<span class='reprlab-changed' style='{CHANGED_STYLE}'>{text}</span>"
+            text = f"<mark class='reprlab-changed' style='{CHANGED_STYLE}'>{text}</mark>"
         spans.append(text)
     key = "" if changed is None else (
         f" <span style='font-weight:normal;color:#555;font-size:90%'>(<span "
