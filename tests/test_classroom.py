@@ -100,7 +100,8 @@ def test_read_at_word_with_an_empty_box_hides_the_old_curve_and_offers_a_word(se
     assert "." in w.word.options
     assert w.use_as_direction() is None and "no probe for this setting" in plain(w.status)
     w.word.value = "."
-    assert w.figure_row.layout.visibility == "visible" and w.acts.at == "." and w.result is not shown
+    assert w.figure_row.layout.visibility == "visible" and w.acts.at == "."
+    assert w.result is not shown
     assert "read at '.'" in w.curve_fig.figure.layout.title.text
 
 

@@ -267,8 +267,8 @@ def token_html(projection) -> str:
         f"projection on '{html.escape(projection.direction)}' at layer {projection.layer} "
         f"({projection.inner} inner product, "
         f"{html.escape(getattr(projection, 'origin', '') or 'uncentred')}): blue tokens point "
-        "along the direction, vermillion against it. The first token is left out of the colour scale (attention "
-        "sink); hover a token for its value.</div>"
+        "along the direction, vermillion against it. The first token is left out of the colour "
+        "scale (attention sink); hover a token for its value.</div>"
     )
     return ("<div class='reprlab-tokens' style='line-height:2;white-space:normal;"
             "overflow-wrap:anywhere;max-width:100%'>" + "".join(spans) + "</div>" + legend)

@@ -167,7 +167,7 @@ class ProbeCurves(View):
                 self.layer.value = curve.best_layer
         self.curve_fig.draw(probe_curve_figure(curve, self.layer.value, at=self.acts.at))
         self.render_layer()
-        self.show_info(f"{curve.summary().rstrip('.')}; read at '{self.acts.at}'.")
+        self.show_info(curve.summary())  # the figure's title says where it was read
 
     def _on_upload(self, change) -> None:
         files = change["new"]
