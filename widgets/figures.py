@@ -304,16 +304,16 @@ def similarity_heatmap(matrix) -> go.Figure:
     spread = matrix.mean_abs_off_diagonal()
     summary = "one direction: build another to compare" if len(names) < 2 else \
         f"mean |off-diagonal| {fmt(spread, 2)}"
-    caption = "Blue: directions point the same way (+1); vermillion: opposite (-1); white: 0."
+    title = f"Cosine, {matrix.inner} inner product ({summary})"
     null = getattr(matrix, "null_mean_abs", None)
     if null is not None:
-        caption += (f" Null, {matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
-                    f"{fmt(matrix.null_high, 2)}.")
-    _layout(fig, f"Cosine, {matrix.inner} inner product ({summary})", 360,
-            yaxis={"autorange": "reversed", "title": {"text": "direction"}},
+        title += (f"<br><sup>{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
+                  f"{fmt(matrix.null_high, 2)}</sup>")
+    _layout(fig, title, 360, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
             xaxis_title="direction")
-    fig.update_layout(margin={"l": 100, "b": 80})
-    return with_caption(fig, caption, 62)
+    fig.update_layout(margin={"l": 100, "b": 80, "t": 45 if null is None else 62})
+    return with_caption(fig, "Blue: directions point the same way (+1); vermillion: opposite "
+                        "(-1); white: unrelated (0). Compare the cells with the null.", 62)
 
 
 def cyclic_colors(k: int) -> list[str]:
