@@ -189,6 +189,7 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
     generator = torch.Generator(device=session.device).manual_seed(seed)
     eos = tok.eos_token_id
     cache, step_ids, new, text = None, torch.tensor([ids], device=session.device), [], ""
+    held = 0  # tokens held back because they end in an incomplete character
     for step in range(max_new_tokens):
         if should_stop is not None and should_stop():
             return
@@ -203,11 +204,16 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
         new.append(next_id)
         step_ids = torch.tensor([[next_id]], device=session.device)
         full = tok.decode(new, skip_special_tokens=True)
-        if full.endswith("\ufffd"):  # part of a multi-byte character: wait for the rest
+        # Part of a multi-byte character (at most 3 more bytes): wait for the rest. Bytes that
+        # stay invalid are shown after that; an incomplete character at the end is dropped.
+        if full.endswith("\ufffd") and held < 3:
             if step < max_new_tokens - 1:
+                held += 1
                 yield Token(next_id, "")
                 continue
-            full = full.rstrip("\ufffd")  # generation ends before the character does
+            if held:
+                full = text + full[len(text):].rstrip("\ufffd")
+        held = 0
         yield Token(next_id, full[len(text):])
         text = full
 
