@@ -211,8 +211,7 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
                 held += 1
                 yield Token(next_id, "")
                 continue
-            if held:
-                full = text + full[len(text):].rstrip("\ufffd")
+            full = text + full[len(text):].rstrip("\ufffd")
         held = 0
         yield Token(next_id, full[len(text):])
         text = full
