@@ -1,6 +1,10 @@
-"""Peak memory of extracting all layers for many texts: float32, float16, float16 on disk.
+"""Peak memory of extracting all layers for many texts: float32, float16, float16 on disk;
+and of each view's first computation.
 
-Run: ``.venv/bin/python -m bench.memory`` (5,000 texts; ``--quick``: tiny model, 200 texts).
+Run: ``.venv/bin/python -m bench.memory`` (5,000 texts; ``--quick``: tiny model, 200 texts);
+``--views``: the peak of each Explorer view's first computation on the embedded model, each in
+its own process, and of the Binder-shaped walk through every tab and choice (see
+:func:`exercise_explorer`).
 Each variant runs in its own process so that peak resident memory is its own. Besides peak
 RSS, a sampling thread records peak anonymous memory (RssAnon): the part the kernel cannot
 reclaim without swap. The on-disk store's pages are file-backed, so they count in RSS while
@@ -16,6 +20,7 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 
 from .common import report
 
@@ -87,8 +92,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--views", action="store_true",
+                        help="peak memory of each view's first computation instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.views:
+        return views_main(args.quick, args.child)
     if args.quick:
         args.texts = 200
     if args.child:
@@ -112,6 +121,124 @@ def main(argv=None) -> dict:
     results["ratio peak anonymous, disk / float16 in RAM"] = (
         runs["float16 on disk"]["peak_anon_mb"] / runs["float16"]["peak_anon_mb"])
     report(f"memory of extracting all layers for {args.texts} texts", results)
+    return results
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+CHOICES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select")
+
+
+def settle(view, timeout: float = 300) -> None:
+    """Wait until ``view`` has no background work left (work may submit further work)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker = view._worker
+        if worker is None or not worker.is_alive():
+            if view._worker is worker:
+                return
+            continue
+        worker.join(max(deadline - time.monotonic(), 0.01))
+    raise TimeoutError(f"{type(view).__name__} still busy after {timeout:.0f} s")
+
+
+def choice_controls(view) -> list:
+    """The view's own choice controls (dropdowns, toggle buttons) with more than one option."""
+    return [(name, w) for name, w in vars(view).items()
+            if type(w).__name__ in CHOICES and len(getattr(w, "options", ())) > 1]
+
+
+def exercise_explorer(explorer, log=print) -> dict[str, float]:
+    """Open every tab of ``explorer`` and switch each choice of each view once (to the next
+    option: another data set, method, geometry, cycle, mode...), waiting for the work each
+    starts. Returns the peak RSS in MB after each step, keyed ``"tab: control=value"``.
+
+    UMAP is included: the circular view's method control goes from PCA to UMAP. Raises
+    ``RuntimeError`` naming the steps where a view showed an error.
+    """
+    peaks, errors = {}, []
+    for index in range(len(explorer.tabs.children)):
+        explorer.tabs.selected_index = index
+        view = explorer.view(index)
+        title = explorer.tabs.get_title(index)
+        steps = [(None, None)] + choice_controls(view)
+        for name, control in steps:
+            error = getattr(view, "last_error", None)
+            key = f"{title}: opened"
+            if control is not None:
+                options = [o[1] if isinstance(o, tuple) else o for o in control.options]
+                if control.value not in options:
+                    continue
+                control.value = options[(options.index(control.value) + 1) % len(options)]
+                key = f"{title}: {name}={control.value}"
+            settle(view)
+            for thread in threading.enumerate():  # e.g. the UMAP warm-up
+                if thread.name == "umap-warmup":
+                    thread.join(300)
+            settle(view)
+            peaks[key] = _peak_mb()
+            log(f"{key}: peak {peaks[key]:.0f} MB")
+            if getattr(view, "last_error", None) is not error:
+                errors.append(f"{key}: {view.last_error!r}")
+    if errors:
+        raise RuntimeError("views showed errors: " + "; ".join(errors))
+    return peaks
+
+
+def _view_child(index: int, quick: bool) -> dict:
+    from reprlab import Session
+    from reprlab.widgets.explorer import TABS
+
+    session = Session.tiny() if quick else Session.load()
+    before = _peak_mb()
+    title, cls = TABS[index]
+    start = time.perf_counter()
+    view = cls(session, background=False)
+    seconds = time.perf_counter() - start
+    error = getattr(view, "last_error", None)
+    if error is not None:
+        raise RuntimeError(f"{title} failed: {error}")
+    return {"title": title, "before_mb": before, "peak_mb": _peak_mb(), "seconds": seconds}
+
+
+def _explorer_child(quick: bool) -> dict:
+    from reprlab import Session
+    from reprlab.widgets import Explorer
+
+    session = Session.tiny() if quick else Session.load()
+    before = _peak_mb()
+    peaks = exercise_explorer(Explorer(session), log=lambda line: print(line, file=sys.stderr))
+    return {"before_mb": before, "peak_mb": _peak_mb(), "steps": peaks,
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def views_main(quick: bool = False, child: str | None = None) -> dict:
+    """Peak RSS of each view's first computation (own process each), then of the whole walk."""
+    if child is not None:
+        out = _explorer_child(quick) if child == "explorer" else _view_child(int(child), quick)
+        print(json.dumps(out))
+        return {}
+    from reprlab.widgets.explorer import TABS
+
+    results = {}
+    flag = ["--quick"] if quick else []
+    for index in [*range(len(TABS)), "explorer"]:
+        cmd = [sys.executable, "-m", "bench.memory", "--views", "--child", str(index), *flag]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: progress
+        if out.returncode:
+            raise RuntimeError(f"{cmd} failed (exit {out.returncode})")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{index}: {r['peak_mb']:.0f} MB", file=sys.stderr)
+        if index == "explorer":
+            results[f"every tab, each choice switched once: peak RSS MB (model loaded: "
+                     f"{r['before_mb']:.0f})"] = r["peak_mb"]
+        else:
+            results[f"{r['title']}: first computation peak RSS MB (model loaded: "
+                    f"{r['before_mb']:.0f})"] = r["peak_mb"]
+            results[f"{r['title']}: first computation s"] = r["seconds"]
+    results["ratio peak / Binder's 2 GB"] = max(
+        v for k, v in results.items() if "MB" in k) / 2000
+    report("peak memory of each view's first computation", results)
     return results
 
 

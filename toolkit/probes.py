@@ -244,13 +244,14 @@ def probe_curve(
         raise ValueError(f"ridge must be > 0 (such as 100; larger means a stronger penalty), "
                          f"got {ridge:g}")
     max_iter = as_int(max_iter, "max_iter", minimum=1)
-    values = acts.values.float()  # float16 storage is fine; fitting is float32
-    if not torch.isfinite(values).all():
-        bad = torch.nonzero(~torch.isfinite(values).all(dim=-1))[0].tolist()
-        raise ValueError(
-            f"activations contain NaN/inf (first at layer {acts.layers[bad[0]]}, text {bad[1]}); "
-            "check the model's dtype (float16 can overflow) or re-extract"
-        )
+    values = acts.values  # float16 storage is fine: the solvers fit float32, a chunk at a time
+    for i, layer_values in enumerate(values):  # one layer at a time: no full-size mask
+        if not torch.isfinite(layer_values).all():
+            text = int(torch.nonzero(~torch.isfinite(layer_values).all(dim=-1))[0])
+            raise ValueError(
+                f"activations contain NaN/inf (first at layer {acts.layers[i]}, text {text}); "
+                "check the model's dtype (float16 can overflow) or re-extract"
+            )
     rng = np.random.default_rng(seed)
     if task == "classification":
         classes, y = np.unique(np.asarray(y_raw, dtype=object).astype(str), return_inverse=True)
