@@ -60,7 +60,7 @@ def test_ridge_forms_match_sklearn_per_fold(form):
         for f in range(train.shape[0]):
             rows = train[f].numpy()
             scaler = StandardScaler().fit(X[rows])
-            model = Ridge(ridge=3.0).fit(scaler.transform(X[rows]), y.T[rows])
+            model = Ridge(alpha=3.0).fit(scaler.transform(X[rows]), y.T[rows])
             expected = model.predict(scaler.transform(X))            # [N, S]
             got = fit.outputs[layer, f, :, :, 0].numpy().T
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
