@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -126,6 +127,8 @@ def main(argv=None) -> dict:
 
 # -- views ----------------------------------------------------------------------------------------
 
+# Binder gives 2 GB; after the model loads, default_budget() there is half of the ~1.4 GB left.
+BINDER_LIMIT_MB, BINDER_BUDGET = 2000, "700MB"
 CHOICES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select")
 
 
@@ -224,20 +227,23 @@ def views_main(quick: bool = False, child: str | None = None) -> dict:
     flag = ["--quick"] if quick else []
     for index in [*range(len(TABS)), "explorer"]:
         cmd = [sys.executable, "-m", "bench.memory", "--views", "--child", str(index), *flag]
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: progress
+        env = dict(os.environ)
+        if index == "explorer":  # the walk runs under Binder's budget, as the Binder test does
+            env.setdefault("REPRLAB_MEMORY_BUDGET", BINDER_BUDGET)
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # stderr: progress
         if out.returncode:
             raise RuntimeError(f"{cmd} failed (exit {out.returncode})")
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{index}: {r['peak_mb']:.0f} MB", file=sys.stderr)
         if index == "explorer":
-            results[f"every tab, each choice switched once: peak RSS MB (model loaded: "
-                     f"{r['before_mb']:.0f})"] = r["peak_mb"]
+            results[f"Explorer, every tab and choice once, {env['REPRLAB_MEMORY_BUDGET']} "
+                    f"budget: peak RSS MB (model loaded: {r['before_mb']:.0f})"] = r["peak_mb"]
         else:
             results[f"{r['title']}: first computation peak RSS MB (model loaded: "
                     f"{r['before_mb']:.0f})"] = r["peak_mb"]
             results[f"{r['title']}: first computation s"] = r["seconds"]
-    results["ratio peak / Binder's 2 GB"] = max(
-        v for k, v in results.items() if "MB" in k) / 2000
+    results["ratio highest peak / Binder's 2 GB (target < 1)"] = max(
+        v for k, v in results.items() if "MB" in k) / BINDER_LIMIT_MB
     report("peak memory of each view's first computation", results)
     return results
 

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.memory import BINDER_BUDGET, BINDER_LIMIT_MB
+
 pytestmark = pytest.mark.binder
 ROOT = Path(__file__).resolve().parents[1]
-BINDER_LIMIT_MB = 2000
-# What default_budget() gives on Binder once the model is loaded: half of the ~1.4 GB left.
-BINDER_BUDGET = "700MB"
 
 
 def test_every_view_of_the_explorer_fits_in_binders_memory():
