@@ -194,3 +194,25 @@ def test_probe_curve_peak_memory_stays_within_the_budget():
     assert run["best"] > 0.9  # the planted feature is found
     extra = run["peak_mb"] - run["before_mb"]
     assert extra < 120, f"probe_curve took {extra:.0f} MB above its input under a 100 MB budget"
+
+
+@pytest.mark.parametrize("labels", ["classes", "numbers"])
+def test_probe_curve_is_the_same_under_any_memory_budget(monkeypatch, labels):
+    from reprlab import probe_curve
+    from reprlab.activations import Activations
+
+    g = torch.Generator().manual_seed(4)
+    values = torch.randn(5, 80, 30, generator=g)
+    y = np.arange(80) % 2 if labels == "classes" else values[3, :, :2].sum(1).double().numpy()
+    values[:, :, 1] += torch.linspace(0, 2, 5)[:, None] * torch.as_tensor(y, dtype=torch.float32)
+    acts = Activations(values, tuple(range(5)), tuple(map(str, range(80))), ("x",) * 80,
+                       (0,) * 80, "last")
+    curves = []
+    for budget in ("1", "1TB"):  # one layer per chunk; every layer at once
+        monkeypatch.setenv("REPRLAB_MEMORY_BUDGET", budget)
+        curves.append(probe_curve(acts, y, n_permutations=20))
+    small, large = curves
+    for name in ("scores", "fold_scores", "control", "p_values", "null_max"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(large, name), err_msg=name)
+    for name in ("weights", "bias", "heldout"):
+        assert torch.equal(getattr(small, name), getattr(large, name)), name

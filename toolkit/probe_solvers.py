@@ -50,10 +50,12 @@ class Fit:
 
     @staticmethod
     def cat(fits: list[Fit]) -> Fit:
-        """Layer chunks' fits joined along the layer axis."""
-        if len(fits) == 1:
-            return fits[0]
-        return Fit(*(torch.cat([getattr(f, name) for f in fits])
+        """Layer chunks' fits joined along the layer axis, always contiguous (a memory layout
+        that depended on the number of chunks could change later reductions' last bits)."""
+        def join(parts):
+            return (parts[0] if len(parts) == 1 else torch.cat(parts)).contiguous()
+
+        return Fit(*(join([getattr(f, name) for f in fits])
                      for name in ("outputs", "weights", "bias")))
 
 
@@ -68,6 +70,19 @@ def layer_chunks(n_layers: int, bytes_per_layer: int,
     budget = default_budget() if memory_budget is None else parse_bytes(memory_budget)
     size = max(1, min(n_layers, min(budget // 4, MAX_CHUNK_BYTES) // max(bytes_per_layer, 1)))
     return [slice(start, min(start + size, n_layers)) for start in range(0, n_layers, size)]
+
+
+def logistic_bytes(n: int, d: int, columns: int) -> int:
+    """Working memory of :func:`fit_logistic` per layer: ``n`` rows, ``d`` features, ``columns``
+    = folds x label variants x outputs."""
+    return 4 * (2 * n * d + 6 * n * columns + 12 * d * columns) + 8 * 6 * d * d
+
+
+def ridge_bytes(n: int, d: int, folds: int, targets: int, dual: bool) -> int:
+    """Working memory of :func:`fit_ridge` per layer (primal: ``D x D`` systems; dual:
+    ``N x N``)."""
+    shared = 16 * n * d + 20 * folds * targets * n + 24 * folds * targets * d
+    return shared + (8 * folds * (2 * n * d + 3 * n * n) if dual else 24 * folds * d * d)
 
 
 def work_dtype(values: torch.Tensor) -> torch.dtype:
@@ -153,8 +168,7 @@ def fit_logistic(
         raise ValueError(f"C must be > 0, got {C}")
     L, N, D = values.shape
     K = 1 if n_classes == 2 else n_classes
-    M = train.shape[0] * targets.shape[0] * K
-    per_layer = 4 * (2 * N * D + 6 * N * M + 12 * D * M) + 8 * 6 * D * D
+    per_layer = logistic_bytes(N, D, train.shape[0] * targets.shape[0] * K)
 
     def fit_chunk(chunk, chunk_stats):
         return _fit_logistic(chunk, targets, n_classes, train, chunk_stats, C=C,
@@ -299,8 +313,7 @@ def fit_ridge(
     F, S = train.shape[0], targets.shape[0]
     dual = form == "dual" or (form == "auto" and N < D)
     solve = _ridge_dual if dual else _ridge_primal
-    shared = 16 * N * D + 16 * F * S * N + 24 * F * S * D
-    per_layer = shared + (8 * F * (2 * N * D + 3 * N * N) if dual else 24 * F * D * D)
+    per_layer = ridge_bytes(N, D, F, S, dual)
 
     def fit_chunk(chunk, chunk_stats):
         return _ridge_fit(chunk, targets, train, chunk_stats, ridge, solve)

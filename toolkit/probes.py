@@ -27,7 +27,16 @@ import torch
 
 from .activations import Activations
 from .checks import as_float, as_int, as_seed
-from .probe_solvers import FoldStats, fit_logistic, fit_ridge, fold_standardization
+from .probe_solvers import (
+    Fit,
+    FoldStats,
+    fit_logistic,
+    fit_ridge,
+    fold_standardization,
+    layer_chunks,
+    logistic_bytes,
+    ridge_bytes,
+)
 from .types import Task
 
 TASKS = ("auto", "classification", "regression")
@@ -266,7 +275,7 @@ def probe_curve(
     shuffles = [permute_labels(y, groups, rng, fold_ids)
                 for _ in range(n_permutations if control else 0)]
 
-    device = values.device
+    device, (_, n, d) = values.device, values.shape
     train = torch.tensor(
         np.stack([fold_ids != f for f in range(folds)] + [np.ones(len(y), bool)]), device=device
     )  # [F+1, N]; the last "fold" trains on everything, for the reported weights
@@ -283,13 +292,20 @@ def probe_curve(
             fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
                                   stats.n[:folds])
             variants = np.stack([y] + shuffles)
-            null_fit = fit_logistic(values, variants, k, train[:folds], fold_only, C=C,
-                                    max_iter=max_iter, tol=NULL_TOL)
-            null_fold_scores = _score(null_fit.outputs, variants, test, task)   # [L, F, 1+B]
+            per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
+            null_fold_scores, _ = _fit_scored(
+                lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
+                                       C=C, max_iter=max_iter, tol=NULL_TOL),
+                variants, test, task, len(acts.layers), per_layer)             # [L, F, 1+B]
         metric, chance = "accuracy", float(np.bincount(y).max() / len(y))
         reg = C
     else:
-        fit = fit_ridge(values, np.stack([y] + shuffles), train, stats, ridge=ridge)
+        variants = np.stack([y] + shuffles)
+        per_layer = ridge_bytes(n, d, folds + 1, len(variants), dual=n < d)
+        null_fold_scores, fit = _fit_scored(
+            lambda c: fit_ridge(values[c], variants, train, stats.layers(c), ridge=ridge),
+            variants, test, task, len(acts.layers), per_layer)
+        null_fold_scores = null_fold_scores if control else None
         metric, chance, reg = "r2", 0.0, ridge
     fold_scores = _score(fit.outputs[:, :folds], np.stack([y] + shuffles)[:fit.outputs.shape[2]],
                          test, task)  # [L, F, S]
@@ -485,6 +501,23 @@ def _score(outputs: torch.Tensor, targets: np.ndarray, test: torch.Tensor, task:
     ss_tot = (((t - mean) ** 2) * mask).sum(-1)
     ss_res = (((t - pred) ** 2) * mask).sum(-1)
     return (1 - ss_res / ss_tot).cpu().numpy()
+
+
+def _fit_scored(fit_chunk, targets: np.ndarray, test: torch.Tensor, task: str,
+                n_layers: int, per_layer: int) -> tuple[np.ndarray, Fit]:
+    """``fit_chunk(layers)`` chunk by chunk of layers (sized from the memory budget, counting
+    the scoring's own tensors): returns the test scores ``[L, F, S]`` of every label variant
+    and the fit of the real labels only, so no output tensor holds every layer and shuffle.
+    Scored one layer at a time: a reduction's rounding may depend on the tensor's shape."""
+    folds = test.shape[0]
+    scores, kept = [], []
+    for chunk in layer_chunks(n_layers, per_layer + 24 * test.shape[1] * folds * len(targets)):
+        fit = fit_chunk(chunk)
+        scores += [_score(out[None, :folds], targets, test, task) for out in fit.outputs]
+        kept.append(Fit(fit.outputs[:, :, :1].contiguous(), fit.weights[:, :, :1].contiguous(),
+                        fit.bias[:, :, :1].contiguous()))  # copies: the full fit is freed
+        del fit
+    return np.concatenate(scores), Fit.cat(kept)
 
 
 def _heldout(outputs: torch.Tensor, fold_ids: np.ndarray) -> torch.Tensor:
