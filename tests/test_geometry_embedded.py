@@ -50,3 +50,16 @@ def test_sentiment_mean_difference_separates_held_in_data(smol):
     threshold = (scores[labels == "positive"].mean() + scores[labels == "negative"].mean()) / 2
     accuracy = ((scores > threshold) == (labels == "positive")).mean()
     assert accuracy > 0.95
+
+
+def test_default_sentence_shows_contrast_once_projections_are_centred(smol):
+    # issue 16 bug 11: measured from the reference mean, "wonderful" and "terrible" take
+    # opposite signs and the neutral words sit near zero
+    from reprlab.geometry import token_projection
+
+    d = Direction.from_dataset(smol, "sentiment", 15)
+    text = "The movie was wonderful, but the ending was terrible."
+    tp = token_projection(smol, text, d)
+    values = dict(zip(tp.tokens, tp.values))
+    assert tp.centered and values[" wonderful"] > 5 > -5 > values[" terrible"]
+    assert abs(values[" movie"]) < 0.5 * min(values[" wonderful"], -values[" terrible"])
