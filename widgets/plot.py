@@ -61,7 +61,7 @@ const REGISTRY = (G.__reprlabFigures ??= new Map());  // figure key -> set of li
 """
 
 _PLOT_ESM = _LOADER + r"""
-const CONFIG = { displaylogo: false,  // sizes follow the container: ResizeObserver below
+const CONFIG = { displaylogo: false,  // the width follows the container: ResizeObserver below
                  modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 function render({ model, el }) {
@@ -73,13 +73,17 @@ function render({ model, el }) {
   if (!REGISTRY.has(key)) REGISTRY.set(key, new Set());
   REGISTRY.get(key).add(gd);
   let alive = true, queued = false, chain = Promise.resolve(), Plotly = null;
+  const containerWidth = () => Math.floor(el.getBoundingClientRect().width);
 
   async function draw() {
     queued = false;
     Plotly = await loadPlotly(model);
     if (!alive) return;
     const fig = JSON.parse(model.get("spec") || "{}");
-    await Plotly.react(gd, fig.data || [], fig.layout || {}, CONFIG);
+    const layout = fig.layout || {};
+    const width = containerWidth();  // plotly would keep the width of its first draw
+    if (layout.width == null && width > 0) layout.width = width;
+    await Plotly.react(gd, fig.data || [], layout, CONFIG);
     if (!gd.__reprlabClicks) {
       gd.__reprlabClicks = true;
       gd.on("plotly_click", (event) => model.send({ type: "click", points: event.points.map(
@@ -97,8 +101,12 @@ function render({ model, el }) {
   }
   model.on("change:spec", schedule);
   schedule();
-  const resize = new ResizeObserver(() => {
-    if (Plotly && gd.data && gd.offsetWidth > 0) Plotly.Plots.resize(gd);
+  const resize = new ResizeObserver(() => {  // follow the container (a tab shown, a resize)
+    chain = chain.then(() => {
+      const width = containerWidth();
+      if (alive && Plotly && gd._fullLayout && width > 0 &&
+          Math.abs(gd._fullLayout.width - width) > 1) return Plotly.relayout(gd, { width });
+    }).catch((err) => console.error("reprlab plot", err));
   });
   resize.observe(el);
   return () => {

@@ -60,7 +60,8 @@ PLOT_DATA = """(root) => [...(root || document).querySelectorAll('.reprlab-view 
 CLIPPED = """() => [...document.querySelectorAll(`.reprlab-view, .reprlab-view .widget-box,
     .reprlab-view .reprlab-plot, .jp-OutputArea-output`)]
     .filter((e) => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
-    .map((e) => `${e.className.slice(0, 60)}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+    .map((e) => `${e.className.slice(-40)} in "${(e.closest('.reprlab-view') || e).innerText
+        .slice(0, 40)}": ${e.scrollWidth} > ${e.clientWidth}`)"""
 
 # Page position of the probe curve's point at a layer (the first visible per-layer curve drawn
 # with markers).
