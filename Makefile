@@ -1,6 +1,6 @@
 # reprlab: two commands do all the set-up on a fresh machine.
 #   make lab    create/refresh .venv, prepare the embedded model, open JupyterLab on the quickstart
-#   make test   create/refresh .venv, run ruff and the whole test suite
+#   make test   create/refresh .venv, run ruff, the whole test suite and the API reference build
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ PORT ?= 8888
 LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv model lab test test-unit bench clean
+.PHONY: venv model lab test test-unit docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,15 +31,18 @@ model: venv  ## convert the embedded GGUF once into the safetensors cache
 lab: model
 	$(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: venv $(PEERS_STAMP)
+test: venv $(PEERS_STAMP) docs
 	$(VENV)/bin/ruff check .
 	REPRLAB_REQUIRE_PEERS=1 $(PY) -m pytest
 
 test-unit: venv  ## tiny-model tests only (seconds)
 	$(PY) -m pytest -m "not integration and not notebooks and not browser and not binder"
 
+docs: venv  ## API reference from the docstrings (pdoc) into docs/api; fails on import errors
+	$(PY) docs/build_api.py docs/api
+
 bench: venv $(PEERS_STAMP)  ## speed figures (minutes), written to bench/RESULTS.md
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache artifacts
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache artifacts docs/api
