@@ -4,6 +4,7 @@ Each bad call raises (kernel) or shows (widget) an error that names what was wro
 afterwards the session, its registry and its activation cache are as they were and usable.
 """
 
+import dataclasses
 import re
 
 import numpy as np
@@ -19,6 +20,10 @@ S = Session.tiny(seed=5)
 D = Direction("keep", torch.randn(S.width), 2, "test")
 ACTS = S.activations(["a b", "c d", "e f", "g h"], progress=False)
 FOREIGN = Direction("foreign", torch.randn(7), 2, "test", model="another-model")
+OTHER = Session.tiny(seed=6)  # same width, other weights
+ALIEN = Direction.mean_difference(OTHER.activations(["a", "b"], progress=False),
+                                  OTHER.activations(["c", "d"], progress=False), 2, name="alien")
+UNEMBEDDING = Direction("u", torch.randn(S.width), None, "test", space="unembedding")
 
 KERNEL_CASES = {
     "no texts": (lambda: S.activations([]), "empty"),
@@ -44,9 +49,21 @@ KERNEL_CASES = {
     "no pairs": (lambda: Direction.counterfactual(S, []), "pair"),
     "zero vector": (lambda: Direction("z", torch.zeros(S.width), 2, "t"), "zero"),
     "direction from another model": (lambda: FOREIGN.project(ACTS), "7 dims .* has 64"),
-    "unknown inner product": (lambda: D.project(ACTS, inner="hyperbolic", session=S),
+    "direction from a model of the same width": (lambda: ALIEN.project(ACTS), "another model"),
+    "steer with a direction of the same width from another model": (
+        lambda: S.generate("hi", 3, steer=Steer(ALIEN, alpha=1)), "another model"),
+    "register a direction of another width": (lambda: S.directions.add(FOREIGN), "7 dims"),
+    "register a direction from another model": (lambda: S.directions.add(ALIEN),
+                                                "another model"),
+    "unembedding direction read without a layer": (lambda: UNEMBEDDING.project(ACTS),
+                                                   "pass layer="),
+    "unembedding direction read without a layer or session": (
+        lambda: UNEMBEDDING.project(dataclasses.replace(ACTS, session=None)), "pass layer="),
+    "unknown inner product": (lambda: D.project(ACTS, inner="hyperbolic"),
                               "euclidean, standardized, causal"),
-    "inner product without session": (lambda: D.project(ACTS, inner="causal"), "session"),
+    "inner product on hand-made activations": (
+        lambda: D.project(dataclasses.replace(ACTS, session=None), inner="causal"),
+        "session.activations"),
     "unknown cycle": (lambda: circular_analysis(S, "weeks"), "available"),
     "template without slot": (lambda: circular_analysis(S, "days", templates=["no slot"]), "'{}'"),
     "template with the item first": (
@@ -201,7 +218,8 @@ def test_probe_curves_bad_inputs(session):
     w.word.value = "   "
     assert "Type a word" in text_of(w)
     w.position.value = "last"
-    w.name.value = session.directions.names()[0]  # a name that is taken
+    w.name.value = session.directions.names()[0]  # a name taken by another layer's probe
+    w.layer.value = (w.layer.value + 1) % (session.n_blocks + 1)
     w.use.click()
     assert "exists: pick another name" in text_of(w)
     assert w.result is curve or w.result.scores.tolist() == curve.scores.tolist()

@@ -83,7 +83,7 @@ def test_token_projection_equals_projecting_each_position(tiny):
     tp = token_projection(tiny, text, d, layer=3, inner="causal", center=False)
     n = len(tp.tokens)
     for i in range(n):
-        single = project(d, tiny.activations([text], at=i), tiny, "causal", layer=3)
+        single = project(tiny, d, tiny.activations([text], at=i), "causal", layer=3)
         assert float(single[0]) == pytest.approx(float(tp.values[i]), rel=1e-4, abs=1e-5)
 
 

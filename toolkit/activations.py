@@ -14,7 +14,8 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ import torch
 from .hooks import StopForward, attached
 from .store import is_file_backed
 from .tokens import readable_token
+
+if TYPE_CHECKING:
+    from .session import Session
 
 Position = str | int
 ProgressFn = Callable[[int, int], None]
@@ -32,7 +36,9 @@ class Activations:
     """Hidden states ``values[l, i]`` of text ``i`` at hidden state ``layers[l]``.
 
     ``tokens[i]`` is the token row ``i`` was read at and ``positions[i]`` its index in the
-    text's token sequence (``-1`` for ``at="mean"``).
+    text's token sequence (``-1`` for ``at="mean"``). ``session`` is the session that made
+    them (None for activations built by hand): projections under "standardized" and "causal"
+    use its geometry, and directions from another model are refused.
     """
 
     values: torch.Tensor
@@ -42,6 +48,7 @@ class Activations:
     positions: tuple[int, ...]
     at: Position | tuple[Position, ...]
     model: str = ""
+    session: Session | None = field(default=None, repr=False)
 
     def __post_init__(self):
         L, N = self.values.shape[:2]
@@ -54,6 +61,11 @@ class Activations:
     @property
     def width(self) -> int:
         return self.values.shape[-1]
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights' fingerprint of the session that made these ("" if unknown)."""
+        return self.session.fingerprint if self.session is not None else ""
 
     @property
     def on_disk(self) -> bool:
@@ -97,6 +109,7 @@ class Activations:
             positions=tuple(self.positions[i] for i in keep),
             at=self.at,
             model=self.model,
+            session=self.session,
         )
 
     def numpy(self) -> np.ndarray:

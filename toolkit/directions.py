@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, get_args
@@ -31,7 +34,9 @@ DATASET_METHODS = get_args(Method)
 class Direction:
     """A unit vector in a model's residual stream at ``layer`` (or in unembedding space).
 
-    ``method`` says how it was made and ``info`` what it came from (data set, classes, score).
+    ``method`` says how it was made and ``info`` what it came from (data set, classes, score);
+    ``model`` and ``fingerprint`` name the model it was built on (a direction is refused by
+    another model's activations, session and registry).
     Directions at the same layer and space combine with ``+`` and ``-`` (the result is
     renormalized); ``-d`` flips one.
     """
@@ -43,6 +48,7 @@ class Direction:
     space: str = "residual"
     info: dict = field(default_factory=dict)
     model: str = ""
+    fingerprint: str = ""
 
     def __post_init__(self):
         vector = self.vector
@@ -69,6 +75,24 @@ class Direction:
     @property
     def where(self) -> str:
         return "unembedding" if self.space == "unembedding" else f"layer {self.layer}"
+
+    @property
+    def width(self) -> int:
+        return self.vector.numel()
+
+    def reading_layer(self, layer: int | None = None) -> int:
+        """Where this direction is read or applied: ``layer`` if given, else its own layer.
+
+        An unembedding-space direction has no layer of its own, so it needs ``layer=``
+        (projections, token projections and steering all follow this one rule).
+        """
+        if layer is not None:
+            return layer
+        if self.layer is None:
+            raise ValueError(
+                f"direction {self.name!r} lives in unembedding space: pass layer= to say which "
+                "hidden state to use (the last one pairs exactly with the unembedding)")
+        return self.layer
 
     @classmethod
     def from_probe(
@@ -100,6 +124,7 @@ class Direction:
             info={"positive": towards, "negative": away, "score": float(curve.scores[i]),
                   "metric": curve.metric, "examples": len(curve.labels)},
             model=curve.model,
+            fingerprint=curve.fingerprint,
         )
 
     @classmethod
@@ -123,6 +148,7 @@ class Direction:
             method="mean_difference",
             info={"positive": len(pos), "negative": len(neg)},
             model=pos_acts.model,
+            fingerprint=pos_acts.fingerprint,
         )
 
     @classmethod
@@ -149,9 +175,10 @@ class Direction:
         axis = torch.linalg.svd(diffs, full_matrices=False).Vh[0]
         if axis @ diffs.mean(0) < 0:
             axis = -axis
-        model = pairs_acts[0].model if isinstance(pairs_acts, tuple) else pairs_acts.model
+        source = pairs_acts[0] if isinstance(pairs_acts, tuple) else pairs_acts
         return cls(name or f"pca-diff@{layer}", axis.float(), layer, "pca_of_differences",
-                   info={"pairs": len(diffs)}, model=model)
+                   info={"pairs": len(diffs)}, model=source.model,
+                   fingerprint=source.fingerprint)
 
     @classmethod
     def counterfactual(cls, session: Session, word_pairs, name: str | None = None) -> Direction:
@@ -186,7 +213,7 @@ class Direction:
         label = name or getattr(word_pairs, "name", None) or f"{pairs[0][0]}->{pairs[0][1]}"
         return cls(label, vector, None, "counterfactual", space="unembedding",
                    info={"pairs_used": len(ids), "pairs_skipped": skipped},
-                   model=session.name)
+                   model=session.name, fingerprint=session.fingerprint)
 
     @classmethod
     def from_dataset(cls, session: Session, dataset: str, layer: int,
@@ -230,33 +257,46 @@ class Direction:
         return replace(d, info=info)
 
     def project(self, acts: Activations, inner: Inner = "euclidean", *,
-                session: Session | None = None,
                 layer: int | None = None) -> torch.Tensor:
         """Scalar projection of each row of ``acts`` on this direction under ``inner``.
 
-        ``session`` supplies the geometry for "standardized" and "causal" (not needed for
-        "euclidean"). ``layer`` defaults to this direction's layer.
+        The geometry for "standardized" and "causal" comes from the session that made
+        ``acts``. ``layer`` defaults to this direction's layer (see :meth:`reading_layer`).
+
+        >>> d.project(s.activations(texts), inner="causal")     # doctest: +SKIP
         """
-        if inner == "euclidean" and session is None:
-            at = layer if layer is not None else self.layer
-            if at is None:
-                raise ValueError("an unembedding direction needs layer= (e.g. the last layer)")
-            self.check_width(acts.width)
-            return acts.layer(at).float() @ self.vector.to(acts.values.device)
-        if session is None:
-            raise ValueError(f"inner={inner!r} needs the session: d.project(acts, inner, "
-                             "session=s)")
-        from .geometry import project
+        if acts.session is not None:
+            from .geometry import project
 
-        return project(self, acts, session, inner, layer)
-
-    def check_width(self, width: int) -> None:
-        """Raise a clear error if this direction does not fit a residual stream of ``width``."""
-        if self.vector.numel() != width:
+            return project(acts.session, self, acts, inner, layer)
+        if inner != "euclidean":
             raise ValueError(
-                f"direction {self.name!r} has {self.vector.numel()} dims but the residual stream "
+                f"inner={inner!r} needs the geometry of the session that made the activations, "
+                "and these were built by hand: make them with session.activations(...)")
+        at = self.reading_layer(layer)
+        self.check_fits(acts.width)
+        return acts.layer(at).float() @ self.vector.to(acts.values.device)
+
+    def check_fits(self, width: int, fingerprint: str = "", model: str = "") -> None:
+        """Raise a clear error unless this direction fits a model of ``width`` and
+        ``fingerprint`` (an empty fingerprint on either side is not checked)."""
+        if self.width != width:
+            raise ValueError(
+                f"direction {self.name!r} has {self.width} dims but the residual stream "
                 f"here has {width}: it was built on another model ({self.model or 'unknown'}); "
                 "rebuild it on this session")
+        if self.fingerprint and fingerprint and self.fingerprint != fingerprint:
+            raise ValueError(
+                f"direction {self.name!r} was built on another model ({self.model or 'unknown'}, "
+                f"fingerprint {self.fingerprint}) than this one ({model or 'unknown'}, "
+                f"{fingerprint}): rebuild it on this session, or adopt it on purpose with "
+                "d.adopted_by(session)")
+
+    def adopted_by(self, session: Session) -> Direction:
+        """This direction, marked as belonging to ``session``'s model (widths must match):
+        for transferring a direction between models of the same width on purpose."""
+        self.check_fits(session.width)
+        return replace(self, model=session.name, fingerprint=session.fingerprint)
 
     def renamed(self, name: str) -> Direction:
         return replace(self, name=name)
@@ -270,8 +310,12 @@ class Direction:
                 f"({other.where}): directions must share layer and space"
             )
         op = "+" if sign > 0 else "-"
+        if self.fingerprint and other.fingerprint and self.fingerprint != other.fingerprint:
+            raise ValueError(f"cannot combine {self.name!r} and {other.name!r}: they were built "
+                             "on different models")
         return Direction(f"{self.name} {op} {other.name}", self.vector + sign * other.vector,
-                         self.layer, "combination", self.space, model=self.model)
+                         self.layer, "combination", self.space, model=self.model,
+                         fingerprint=self.fingerprint or other.fingerprint)
 
     def __add__(self, other):
         return self._combine(other, 1.0)
@@ -300,26 +344,41 @@ def _same_direction(a: Direction, b: Direction) -> bool:
         a.vector.shape == b.vector.shape and torch.allclose(a.vector, b.vector, atol=1e-5))
 
 
+def _weak(listener: Listener) -> Callable[[], Listener | None]:
+    """A weak handle on a bound method (its object may be collected), else a strong one."""
+    if inspect.ismethod(listener):
+        return weakref.WeakMethod(listener)
+    return lambda: listener
+
+
 class DirectionRegistry:
     """Named directions shared by every widget on a session; listeners hear adds and removals.
+
+    Nothing registered is ever silently replaced: :meth:`add` refuses a taken name unless
+    ``overwrite=True``, :meth:`add_new` picks a free one. Directions must fit the session's
+    model (width; another model's fingerprint is refused too).
 
     >>> unsubscribe = session.directions.observe(lambda event, d: print(event, d.name))
     ... # doctest: +SKIP
     """
 
-    def __init__(self):
+    def __init__(self, session: Session | None = None):
+        self.session = session
         self._items: dict[str, Direction] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: list[Callable[[], Listener | None]] = []
         self._lock = threading.Lock()
 
-    def add(self, direction: Direction, *, replace: bool = True) -> Direction:
-        """Register ``direction`` under its name (replacing one of the same name by default)."""
-        _require_direction(direction)
+    def add(self, direction: Direction, *, overwrite: bool = False) -> Direction:
+        """Register ``direction`` under its name. A different direction of the same name is an
+        error unless ``overwrite=True``; re-adding the same vector just refreshes it."""
+        self._check(direction)
         with self._lock:
-            if not replace and direction.name in self._items:
+            old = self._items.get(direction.name)
+            if old is not None and not overwrite and not _same_direction(old, direction):
                 raise ValueError(
-                    f"a direction named {direction.name!r} exists: pick another name, or "
-                    f"remove it first with session.directions.remove({direction.name!r})")
+                    f"a different direction named {direction.name!r} exists: pick another name "
+                    "(d.renamed(...)), pass overwrite=True, or remove it first with "
+                    f"session.directions.remove({direction.name!r})")
             self._items[direction.name] = direction
         self._notify("added", direction)
         return direction
@@ -328,7 +387,7 @@ class DirectionRegistry:
         """Register ``direction`` without overwriting a different one: if its name is taken by
         another vector it becomes ``name-2`` (``-3``, ...). Rebuilding the same direction just
         replaces it. Widgets use this for names they make up; returns what was registered."""
-        _require_direction(direction)
+        self._check(direction)
         with self._lock:
             name, k = direction.name, 2
             while name in self._items and not _same_direction(self._items[name], direction):
@@ -372,13 +431,33 @@ class DirectionRegistry:
 
     def observe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, direction)`` on "added", "removed" or "renamed" (with the
-        direction under its new name); returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        direction under its new name); returns an unsubscribe.
+
+        A bound method is held weakly: a view that is garbage-collected stops listening.
+        """
+        handle = _weak(listener)
+        self._listeners.append(handle)
+        return lambda: self._listeners.remove(handle) if handle in self._listeners else None
+
+    @property
+    def listeners(self) -> int:
+        """Number of live listeners."""
+        return sum(h() is not None for h in self._listeners)
+
+    def _check(self, direction) -> None:
+        _require_direction(direction)
+        if self.session is not None:
+            s = self.session
+            direction.check_fits(s.width, s.fingerprint, s.name)
 
     def _notify(self, event: str, direction: Direction) -> None:
-        for listener in list(self._listeners):
-            listener(event, direction)
+        for handle in list(self._listeners):
+            listener = handle()
+            if listener is None:
+                with contextlib.suppress(ValueError):  # another thread removed it first
+                    self._listeners.remove(handle)
+            else:
+                listener(event, direction)
 
     def __getitem__(self, name: str) -> Direction:
         try:

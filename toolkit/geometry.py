@@ -154,7 +154,7 @@ class Geometry:
         self._whitening.clear()
         self._rows.clear()
 
-    def residual_map(self, inner: Inner, layer: int | None, progress=None):
+    def residual_map(self, inner: Inner, layer: int, progress=None):
         """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""
         check_inner(inner)
         if inner == "euclidean":
@@ -163,9 +163,9 @@ class Geometry:
             unwhiten = self.causal.unwhiten
             return lambda x: x.float().to(unwhiten) @ unwhiten
         if inner == "whitened":
-            whiten = self.whitening(self._layer(layer), progress)[0]
+            whiten = self.whitening(layer, progress)[0]
             return lambda x: x.float().to(whiten) @ whiten
-        scale = self.scale(self._layer(layer), progress)
+        scale = self.scale(layer, progress)
         return lambda x: x.float().to(scale) / scale
 
     def unembedding_map(self, inner: Inner, progress=None):
@@ -183,15 +183,14 @@ class Geometry:
 
     def direction_vector(self, direction: Direction, inner: Inner, progress=None) -> torch.Tensor:
         """``direction`` mapped into the analysis space and normalized there."""
-        direction.check_width(self.session.width)
+        s = self.session
+        direction.check_fits(s.width, s.fingerprint, s.name)
         if direction.space == "unembedding":
             v = self.unembedding_map(inner, progress)(direction.vector)
         else:
-            v = self.residual_map(inner, direction.layer, progress)(direction.vector)
+            v = self.residual_map(inner, direction.reading_layer(), progress)(direction.vector)
         return v / v.norm()
 
-    def _layer(self, layer: int | None) -> int:
-        return self.session.n_blocks if layer is None else layer
 
 
 def inner_note(session: Session, inner: Inner, layer: int | None) -> str:
@@ -212,25 +211,22 @@ def inner_note(session: Session, inner: Inner, layer: int | None) -> str:
             "with inner='whitened' (estimated at this layer).")
 
 
-def reading_layer(direction: Direction, session: Session, layer: int | None = None) -> int:
-    """``layer``, else the direction's own layer (the last one for unembedding directions)."""
-    if layer is not None:
-        return layer
-    return session.n_blocks if direction.space == "unembedding" else direction.layer
-
-
-def project(direction: Direction, acts: Activations, session: Session,
+def project(session: Session, direction: Direction, acts: Activations,
             inner: Inner = "euclidean", layer: int | None = None, progress=None, *,
             center: bool = False) -> torch.Tensor:
     """Scalar projection ``[n]`` of each row of ``acts`` (at ``layer``) on ``direction``.
 
-    ``layer`` defaults to the direction's layer (the last layer for unembedding directions).
-    Under ``causal`` an unembedding direction's projection is the logit difference it encodes,
-    divided by its causal norm. ``center``: measure from the mean of the reference activations
-    at ``layer`` instead of from the origin (raw hidden states share a large common component,
-    so uncentred projections of opposite texts often have the same sign).
+    ``layer`` defaults to the direction's layer (an unembedding direction needs one, see
+    :meth:`Direction.reading_layer`). Under ``causal`` an unembedding direction's projection is
+    the logit difference it encodes, divided by its causal norm. ``center``: measure from the
+    mean of the reference activations at ``layer`` instead of from the origin (raw hidden
+    states share a large common component, so uncentred projections of opposite texts often
+    have the same sign).
     """
-    layer = reading_layer(direction, session, layer)
+    layer = direction.reading_layer(layer)
+    if acts.fingerprint and acts.fingerprint != session.fingerprint:
+        raise ValueError(f"these activations come from {acts.model!r}, not from this session's "
+                         f"model {session.name!r}: extract them with this session")
     rows = acts.layer(layer).float()
     geometry = session.geometry
     if center:
@@ -322,9 +318,9 @@ def token_projection(session: Session, text: str, direction: Direction,
                      progress=None, *, center: bool = True) -> TokenProjection:
     """Where in a sentence a concept lights up: each token's projection at ``layer``, measured
     from the reference mean (``center=False``: from the origin)."""
-    layer = reading_layer(direction, session, layer)
+    layer = direction.reading_layer(layer)
     acts = session.token_activations(text, layers=[layer])
-    values = project(direction, acts, session, inner, layer, progress, center=center)
+    values = project(session, direction, acts, inner, layer, progress, center=center)
     return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name,
                            center)
 
@@ -357,8 +353,8 @@ def project_texts(session: Session, direction: Direction, texts: Sequence[str],
     measured from the reference mean (``center=False``: from the origin)."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
-    layer = reading_layer(direction, session, layer)
+    layer = direction.reading_layer(layer)
     acts = session.activations(list(texts), at=at, progress=progress)
-    values = project(direction, acts, session, inner, layer, progress, center=center)
+    values = project(session, direction, acts, inner, layer, progress, center=center)
     return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,
                        direction.name, center)

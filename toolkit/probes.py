@@ -78,6 +78,7 @@ class ProbeCurve:
     seed: int = 0
     model: str = ""
     texts: tuple[str, ...] = ()
+    fingerprint: str = ""  # of the session that made the activations ("" if unknown)
 
     @property
     def spread(self) -> np.ndarray:
@@ -340,6 +341,7 @@ def probe_curve(
         seed=seed,
         model=acts.model,
         texts=acts.texts,
+        fingerprint=acts.fingerprint,
     )
 
 

@@ -66,6 +66,13 @@ class Session:
 
     Build one with :meth:`load` (embedded model, HF id, folder or .gguf) or :meth:`tiny`
     (random model for tests), or wrap an existing transformers model with the constructor.
+
+    Wrapping changes the objects you pass, in place: the model is moved to ``device`` (default
+    cuda if available, else cpu), put in eval mode, and its parameters get
+    ``requires_grad=False``; the tokenizer pads on the left, and gets its EOS token as pad
+    token if it had none. Hooks are attached only inside :meth:`hooks` and steered calls.
+
+    >>> s = Session(model, tokenizer, name="my-model")      # doctest: +SKIP
     """
 
     def __init__(self, model, tokenizer, name: str = "model", device: str | None = None):
@@ -79,7 +86,7 @@ class Session:
         tokenizer.padding_side = "left"
         self.lock = threading.RLock()  # one forward pass at a time on this model
         self.fingerprint = _fingerprint(self.model, name)
-        self.directions = DirectionRegistry()  # shared by every widget on this session
+        self.directions = DirectionRegistry(self)  # shared by every widget on this session
         self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
         self.cache = ActivationCache(self.fingerprint)  # per text; see ``activations``
         self._edits = 0  # depth of hooks(edits=...): activations under edits skip the cache
@@ -289,6 +296,7 @@ class Session:
             positions=tuple(e.read_at for e in encoded),
             at=at,
             model=self.name,
+            session=self,
         )
 
     def token_activations(
@@ -310,7 +318,7 @@ class Session:
                                             max_tokens=self.context_length)
             n = len(tokens)
             acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
-                               at="tokens", model=self.name)
+                               at="tokens", model=self.name, session=self)
             if cache:
                 self.cache.put_tokens(acts)
         return acts

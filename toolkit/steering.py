@@ -59,11 +59,7 @@ class Steer:
             raise ValueError(f"mode must be 'add' or 'ablate', got {self.mode!r}")
         if self.apply_to not in APPLY_TO:
             raise ValueError(f"apply_to must be 'all' or 'new', got {self.apply_to!r}")
-        if self.layer is None:
-            if self.direction.layer is None:
-                raise ValueError(f"direction {self.direction.name!r} lives in unembedding "
-                                 "space: pass layer= to say where to steer")
-            object.__setattr__(self, "layer", self.direction.layer)
+        object.__setattr__(self, "layer", self.direction.reading_layer(self.layer))
         alpha = as_float(self.alpha, "alpha", example=0.5)
         if abs(alpha) > MAX_ALPHA:
             raise ValueError(f"alpha={alpha:g} is not a sensible strength: alpha counts typical "
@@ -88,7 +84,7 @@ def residual_vector(session: Session, direction: Direction) -> torch.Tensor:
     product's Riesz map ``Cov(gamma)^-1 u`` (Park et al.), the vector that raises the concept's
     logits most per unit of causal norm.
     """
-    direction.check_width(session.width)
+    direction.check_fits(session.width, session.fingerprint, session.name)
     v = direction.vector.to(session.device)
     if direction.space == "unembedding":
         causal = session.geometry.causal

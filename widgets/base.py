@@ -54,6 +54,8 @@ class View(W.VBox):
         self._request = 0
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._shown = self._missed_events = False
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -212,6 +214,49 @@ class View(W.VBox):
         else:
             job()
 
+    # -- the session's direction registry ---------------------------------------------------
+
+    def follow_registry(self) -> None:
+        """Hear the session's registry events in :meth:`on_registry` while this view lives.
+
+        The registry holds the view weakly and :meth:`close` unsubscribes. A view whose last
+        display was removed from the page (its cell re-run or cleared) ignores events until it
+        is shown again, so old copies of a view do no work.
+        """
+        self._unsubscribe = self.session.directions.observe(self._registry_event)
+        self._view_count = 0  # start counting the front end's displays of this view
+        self.observe(self._on_view_count, "_view_count")
+
+    def on_registry(self, event: str, name: str | None) -> None:
+        """React to a direction ``name`` "added" or "removed" (None: resynchronize)."""
+
+    @property
+    def hidden(self) -> bool:
+        """True once every display of this view was removed from the page."""
+        return self._shown and not self._view_count
+
+    def _registry_event(self, event: str, direction) -> None:
+        if self.hidden:
+            self._missed_events = True
+        else:
+            self.on_registry(event, direction.name)
+
+    def _on_view_count(self, change) -> None:
+        if (change["new"] or 0) > 0:
+            self._shown = True
+            if self._missed_events:
+                self._missed_events = False
+                self.on_registry("removed", None)
+
+    def close(self) -> None:
+        """Stop listening to the registry and close this view with all its controls."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for child in _descendants(self):
+            child.close()
+        super().close()
+
     def wait(self, timeout: float | None = 120) -> None:
         """Block until the current background work has finished (for scripts and tests)."""
         worker = self._worker
@@ -223,6 +268,13 @@ def _visible(widget: W.Widget) -> bool:
     layout = getattr(widget, "layout", None)
     return not (layout is not None and (layout.display == "none" or
                                          layout.visibility == "hidden"))
+
+
+def _descendants(box: W.Widget) -> list[W.Widget]:
+    out = []
+    for child in getattr(box, "children", ()):
+        out += [child, *_descendants(child)]
+    return out
 
 
 def _html_of(widget: W.Widget, skip: set) -> str:
@@ -274,7 +326,8 @@ def pick_layer(slider: W.IntSlider, point: dict) -> None:
         slider.value = int(round(x))
 
 
-def registry_target(names: list[str], current: str | None, event: str, name: str) -> str | None:
+def registry_target(names: list[str], current: str | None, event: str,
+                    name: str | None) -> str | None:
     """What a direction dropdown should select after a registry event: a direction just added,
     the new name of the selected one, else the current one while it still exists, else the
     newest."""

@@ -125,7 +125,7 @@ class ProbeCurves(View):
             direction = Direction.from_probe(self.result, self.layer.value,
                                              name=typed or self.name.placeholder)
             if typed:  # a name the user chose never silently replaces another direction
-                self.session.directions.add(direction, replace=False)
+                self.session.directions.add(direction)
             else:
                 direction = self.session.directions.add_new(direction)
         except Exception as err:

@@ -67,12 +67,14 @@ class ConceptProjection(View):
 
     def __init__(self, session, direction: Direction | None = None, *, background: bool = True):
         super().__init__(session, background=background)
-        if direction is not None:
-            session.directions.add(direction)
+        if direction is not None:  # never replaces another direction: a taken name gets -2
+            direction = session.directions.add_new(direction)
         self.choices = build_choices()
         self._syncing = False
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
                                     layout=W.Layout(width="320px"))
+        if direction is not None:
+            self.direction.value = direction.name
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
                                      description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
@@ -117,7 +119,7 @@ class ConceptProjection(View):
         self.direction.observe(self._on_direction, "value")
         for control in (self.inner, self.layer, self.text, self.contrast):
             control.observe(lambda _: self.refresh(), "value")
-        self._unsubscribe = session.directions.observe(self._on_registry)
+        self.follow_registry()
         if not session.directions.names():
             self.build()
         else:
@@ -212,16 +214,15 @@ class ConceptProjection(View):
         name = self.direction.value
         if name and name in self.session.directions:
             d = self.session.directions[name]
-            target = self.session.n_blocks if d.layer is None else d.layer
-            if self.layer.value != target:
-                self.layer.value = target  # triggers refresh
+            if d.layer is not None and self.layer.value != d.layer:
+                self.layer.value = d.layer  # triggers refresh
                 return
         self.refresh()
 
-    def _on_registry(self, event: str, direction: Direction) -> None:
+    def on_registry(self, event: str, name: str | None) -> None:
         """Follow the registry: list its directions and select one that was just added."""
         names = self.session.directions.names()
-        target = registry_target(names, self.direction.value, event, direction.name)
+        target = registry_target(names, self.direction.value, event, name)
         self._syncing = True
         try:
             self.direction.options = names
@@ -231,7 +232,3 @@ class ConceptProjection(View):
             self._on_direction(None)
         else:
             self.direction.value = target
-
-    def close(self) -> None:
-        self._unsubscribe()
-        super().close()

@@ -33,16 +33,19 @@ class SteeringPanel(View):
     def __init__(self, session, direction: Direction | None = None, *, background: bool = True,
                  debounce: float = 0.25):
         super().__init__(session, background=background)
-        if direction is not None:
-            session.directions.add(direction)
+        if direction is not None:  # never replaces another direction: a taken name gets -2
+            direction = session.directions.add_new(direction)
         self.debounce_s = debounce if background else 0.0
         self._timer: threading.Timer | None = None
+        self._syncing = False  # set while one change moves several controls: one regenerate
         self._baseline_key = None
         self.baseline_tokens: list = []
         self.prompt = W.Text(value=DEFAULT_PROMPT, description="prompt",
                              layout=W.Layout(width="98%"), continuous_update=False)
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
                                     layout=W.Layout(width="320px"))
+        if direction is not None:
+            self.direction.value = direction.name
         self.mode = W.ToggleButtons(options=["add", "ablate"], value="add", description="mode",
                                     style={"button_width": "70px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
@@ -75,11 +78,11 @@ class SteeringPanel(View):
             self.shift,
             self.footer,
         ]
+        self.direction.observe(self._on_direction, "value")  # first: moves the layer along
         for control in (self.prompt, self.direction, self.mode, self.layer, self.alpha,
                         self.max_tokens, self.seed, self.temperature):
-            control.observe(lambda _: self.schedule(), "value")
-        self.direction.observe(self._on_direction, "value")
-        self._unsubscribe = session.directions.observe(self._on_registry)
+            control.observe(lambda _: self._syncing or self.schedule(), "value")
+        self.follow_registry()
         if not session.directions.names():
             self._build_default()
         else:
@@ -183,19 +186,24 @@ class SteeringPanel(View):
         if name in self.session.directions:
             d = self.session.directions[name]
             if d.layer is not None and d.layer != self.layer.value:
-                self.layer.value = d.layer
+                self._syncing, was = True, self._syncing
+                try:
+                    self.layer.value = d.layer  # the direction's change schedules once
+                finally:
+                    self._syncing = was
 
-    def _on_registry(self, event: str, direction: Direction) -> None:
+    def on_registry(self, event: str, name: str | None) -> None:
         names = self.session.directions.names()
-        target = registry_target(names, self.direction.value, event, direction.name)
-        self.direction.options = names
-        if self.direction.value != target:
+        target = registry_target(names, self.direction.value, event, name)
+        self._syncing = True
+        try:
+            self.direction.options = names
             self.direction.value = target
-        else:
-            self.schedule()
+        finally:
+            self._syncing = False
+        self.schedule()
 
     def close(self) -> None:
-        self._unsubscribe()
         if self._timer is not None:
             self._timer.cancel()
         super().close()
