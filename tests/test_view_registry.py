@@ -61,3 +61,53 @@ def test_closed_views_stop_listening(tiny):
     assert tiny.directions.listeners == before
     tiny.directions.add(other_direction(tiny, "later", layer=2))  # reaches no closed view
     assert all(v.direction.value == "start" for v in views)
+
+
+def narrow_session() -> Session:
+    import transformers
+
+    from reprlab.tiny import byte_tokenizer
+
+    tok = byte_tokenizer()
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=1,
+                                      intermediate_size=64, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    return Session(transformers.LlamaForCausalLM(config), tok, name="narrow", device="cpu")
+
+
+def test_explorer_saves_and_loads_the_registry_with_errors_in_its_status(tiny, tmp_path):
+    from reprlab.widgets import Explorer
+
+    e = Explorer(tiny, background=False)  # its first tab builds nothing into the registry
+    tiny.directions.add(other_direction(tiny, "mood"))
+    e.registry_path.value = str(tmp_path / "dirs.safetensors")
+    e.save_button.click()
+    assert "Saved 1 directions" in e.model_status.value
+    tiny.directions.remove("mood")
+    e.load_directions_button.click()
+    assert "Loaded 1 directions: mood" in e.model_status.value
+    assert torch.equal(tiny.directions["mood"].vector, other_direction(tiny, "mood").vector)
+    e.registry_path.value = str(tmp_path / "missing.safetensors")
+    e.load_directions_button.click()
+    assert "Could not load directions" in e.model_status.value
+    assert "no directions file" in e.model_status.value
+
+
+def test_explorer_new_model_carries_directions_over_or_saves_them(tiny, tmp_path, monkeypatch):
+    from reprlab.widgets import Explorer
+
+    monkeypatch.setenv("REPRLAB_CACHE", str(tmp_path))
+    e = Explorer(tiny, background=False)
+    tiny.directions.add(other_direction(tiny, "mood"))
+    other = Session.tiny(seed=3)  # same width, other weights
+    note = e.use_session(other)
+    assert "Carried 1 directions" in note and "mood" in other.directions
+    assert other.directions["mood"].fingerprint == other.fingerprint
+    narrow = narrow_session()
+    note = e.use_session(narrow)
+    assert "were not carried over (width 64 does not fit width 32)" in note
+    (saved,) = (tmp_path / "directions").glob("*.safetensors")
+    assert str(saved) in note and len(narrow.directions) == 0
+    assert [d.name for d in Session.tiny(seed=3).directions.load(saved)] == ["mood"]

@@ -12,8 +12,9 @@ import contextlib
 import inspect
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
@@ -70,7 +71,12 @@ class Direction:
         norm = (vector / peak).norm() if peak > 0 else peak
         if norm == 0:
             raise ValueError(f"direction {self.name!r} has zero length: pass a non-zero vector")
-        object.__setattr__(self, "vector", (vector / peak / norm).float())
+        unit = (vector / peak / norm).float()
+        given = self.vector
+        if (isinstance(given, torch.Tensor) and given.dtype == torch.float32
+                and abs(float(norm * peak) - 1.0) <= 1e-6):
+            unit = given.detach()  # already a unit vector (e.g. loaded from disk): bit for bit
+        object.__setattr__(self, "vector", unit)
 
     @property
     def where(self) -> str:
@@ -298,6 +304,38 @@ class Direction:
         self.check_fits(session.width)
         return replace(self, model=session.name, fingerprint=session.fingerprint)
 
+    def save(self, path: str | Path) -> Path:
+        """Write this direction to a safetensors file with JSON metadata (no pickle).
+
+        >>> d.save("sentiment.safetensors")                   # doctest: +SKIP
+        """
+        from .direction_files import save_directions
+
+        return save_directions(path, [self])
+
+    @classmethod
+    def load(cls, path: str | Path, session: Session | None = None) -> Direction:
+        """Read a direction written by :meth:`save`; with ``session``, a direction of another
+        width is an error and one from other weights of the same width a warning."""
+        from .direction_files import load_directions
+
+        directions = load_directions(path, session)
+        if len(directions) != 1:
+            raise ValueError(f"{path} holds {len(directions)} directions: load it with "
+                             "session.directions.load(path)")
+        return directions[0]
+
+    def export_gguf(self, path: str | Path, session: Session,
+                    layers: int | Sequence[int] | None = None) -> Path:
+        """Write a llama.cpp control-vector file (as repeng does) steering at ``layers``
+        (default: this direction's layer); strength 1 there equals ``Steer(d, alpha=1)``.
+
+        >>> d.export_gguf("mood.gguf", s, layers=range(8, 13))  # doctest: +SKIP
+        """
+        from .direction_files import export_gguf
+
+        return export_gguf(path, self, session, layers)
+
     def renamed(self, name: str) -> Direction:
         return replace(self, name=name)
 
@@ -397,6 +435,25 @@ class DirectionRegistry:
             self._items[name] = direction
         self._notify("added", direction)
         return direction
+
+    def save(self, path: str | Path) -> Path:
+        """Write every registered direction to one safetensors file (JSON metadata)."""
+        from .direction_files import save_directions
+
+        if not self._items:
+            raise ValueError("the registry is empty: build or add a direction before saving")
+        return save_directions(path, list(self))
+
+    def load(self, path: str | Path) -> list[Direction]:
+        """Add the directions saved in ``path``. A taken name gets a suffix (``-2``) unless
+        it holds the same vector; returns what was registered. Another width is an error
+        (nothing is added); another fingerprint of the same width, a warning."""
+        from .direction_files import load_directions
+
+        directions = load_directions(path, self.session)
+        for d in directions:
+            self._check(d)
+        return [self.add_new(d) for d in directions]
 
     def remove(self, name: str) -> Direction:
         with self._lock:

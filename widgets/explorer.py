@@ -8,10 +8,14 @@ from __future__ import annotations
 import html
 import re
 import threading
+import time
+import warnings
+from pathlib import Path
 
 import ipywidgets as W
 
 from reprlab import Session
+from reprlab.loading import cache_root
 
 from .circular import CircularMap
 from .probe_curves import ProbeCurves
@@ -30,6 +34,8 @@ class Explorer(W.VBox):
     work, not four). A probe's "Use as direction" lands in the shared registry, and
     "→ Steering" sends it to the steering tab in one click. The model box loads another model
     (HF id, local folder, .gguf); if that fails, the error shows and the current session stays.
+    Registered directions are carried over to a new model of the same width (when "keep
+    directions" is ticked), else saved to a file first; Save / Load keep the registry on disk.
     """
 
     def __init__(self, session: Session | None = None, *, background: bool = True):
@@ -44,7 +50,8 @@ class Explorer(W.VBox):
                                 layout=W.Layout(width="340px"))
         self.load_button = W.Button(description="Load model", icon="download",
                                     tooltip="load that model; every view starts over on it "
-                                            "(directions belong to a model and are dropped)")
+                                            "(directions move along when 'keep directions' is "
+                                            "ticked and the widths match, else go to a file)")
         self.reset_button = W.Button(description="Reset…", icon="undo",
                                      tooltip="clear every view's results and start the views "
                                              "over; keeps the model and your directions")
@@ -55,6 +62,18 @@ class Explorer(W.VBox):
         self.manager = DirectionManager(self.session)
         self.registry_box = W.Accordion(children=[self.manager], selected_index=None)
         self.registry_box.set_title(0, "Directions: rename, remove")
+        self.carry = W.Checkbox(value=True, description="keep directions", indent=False,
+                                tooltip="carry the registered directions over to the new model "
+                                        "when its width matches (else they are saved to a file)",
+                                layout=W.Layout(width="140px"))
+        self.registry_path = W.Text(value="directions.safetensors", description="directions",
+                                    tooltip="file to save the registry to or load it from",
+                                    layout=W.Layout(width="340px"))
+        self.save_button = W.Button(description="Save", icon="save", layout=W.Layout(width="80px"),
+                                    tooltip="save every registered direction to this file")
+        self.load_directions_button = W.Button(
+            description="Load", icon="folder-open", layout=W.Layout(width="80px"),
+            tooltip="add the directions saved in this file to the registry")
         self.tabs = W.Tab(children=[W.VBox() for _ in TABS])
         for i, (title, _) in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -62,8 +81,13 @@ class Explorer(W.VBox):
             self.header,
             W.HBox([self.model_box, self.load_button, self.reset_button, self.confirm_reset,
                     self.cancel_reset]),
+            W.HBox([self.carry, self.registry_path, self.save_button,
+                    self.load_directions_button]),
             self.model_status, self.registry_box, self.tabs,
         ]
+        self.save_button.on_click(lambda _: self.save_directions(self.registry_path.value))
+        self.load_directions_button.on_click(
+            lambda _: self.load_directions(self.registry_path.value))
         self.tabs.observe(self._on_tab, "selected_index")
         self.load_button.on_click(lambda _: self.load_model(self.model_box.value.strip() or None))
         self.reset_button.on_click(lambda _: self._ask_reset())
@@ -153,16 +177,19 @@ class Explorer(W.VBox):
                 return
             finally:
                 self.load_button.disabled = False
-            self.use_session(session)
-            self.model_status.value = f"Loaded {html.escape(session.name)}."
+            note = self.use_session(session, carry=self.carry.value)
+            self.model_status.value = f"Loaded {html.escape(session.name)}. {html.escape(note)}"
 
         if self.background:
             threading.Thread(target=work, daemon=True, name="reprlab-load").start()
         else:
             work()
 
-    def use_session(self, session: Session) -> None:
-        """Switch every view to ``session`` (views are rebuilt lazily)."""
+    def use_session(self, session: Session, carry: bool = True) -> str:
+        """Switch every view to ``session`` (views are rebuilt lazily); returns what happened
+        to the registered directions. They move to ``session`` when ``carry`` and the widths
+        match, else they are saved to a file in the cache folder: none is silently lost."""
+        note = self._carry_directions(session, carry)
         if session is not self.session:
             self._unsubscribe()
             self.manager.close()
@@ -176,6 +203,7 @@ class Explorer(W.VBox):
         self.tabs.children = [W.VBox() for _ in TABS]
         self._open(self.tabs.selected_index or 0)
         self.refresh_header()
+        return note
 
     def reset(self) -> None:
         """Clear every view's results and start the views over on the same session; the
@@ -190,3 +218,54 @@ class Explorer(W.VBox):
             button.layout.display = "" if show else "none"
         self.model_status.value = (
             "Clear the results of every tab? Your directions and the model stay." if show else "")
+
+    def _carry_directions(self, new: Session, carry: bool) -> str:
+        old = list(self.session.directions)
+        if not old or new.directions is self.session.directions:
+            return ""
+        if carry and new.width == self.session.width:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                moved = [new.directions.add_new(d.adopted_by(new)) for d in old]
+            return (f"Carried {len(moved)} directions over from {self.session.name} (same width "
+                    f"{new.width}; whether their meaning transfers is for you to check).")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = cache_root() / "directions" / f"{self.session.name.replace('/', '_')}-{stamp}" \
+            ".safetensors"
+        self.session.directions.save(path)
+        why = "you unticked 'keep directions'" if not carry else \
+            f"width {self.session.width} does not fit width {new.width}"
+        return (f"{len(old)} directions of {self.session.name} were not carried over ({why}); "
+                f"they are saved in {path}.")
+
+    # -- the registry on disk ------------------------------------------------------------------
+
+    def save_directions(self, path: str | Path) -> Path | None:
+        """Save the registry to ``path``; the result or error shows in the status line."""
+        try:
+            path = self.session.directions.save(Path(path).expanduser())
+        except Exception as err:
+            self._error("Could not save", err)
+            return None
+        self.model_status.value = html.escape(
+            f"Saved {len(self.session.directions)} directions to {path.resolve()}.")
+        return path
+
+    def load_directions(self, path: str | Path) -> list | None:
+        """Add the directions saved in ``path`` to the registry (never replacing one)."""
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                loaded = self.session.directions.load(Path(path).expanduser())
+        except Exception as err:
+            self._error("Could not load directions", err)
+            return None
+        names = ", ".join(d.name for d in loaded)
+        notes = " ".join(str(w.message) for w in caught)
+        self.model_status.value = html.escape(f"Loaded {len(loaded)} directions: {names}. {notes}")
+        self.refresh_header()
+        return loaded
+
+    def _error(self, what: str, err: Exception) -> None:
+        self.model_status.value = (f"<span style='color:#b00020'><b>{what}.</b> "
+                                   f"{html.escape(f'{type(err).__name__}: {err}')[:600]}</span>")
