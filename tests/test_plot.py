@@ -80,10 +80,10 @@ def test_draw_takes_the_container_width_and_keeps_the_figure():
 def test_steering_html_export_saves_both_texts_with_highlights(session, tmp_path):
     w = SteeringPanel(session, background=False)
     w.alpha.value = 1.0
-    steer, tokens, _ = w.result
+    steer = w.result.steer
     text = w.export_html(tmp_path / "steering.html").read_text("utf-8")
     assert "<b>baseline</b>" in text and "<b>steered</b>" in text
-    if any(w._changed(tokens)):
+    if any(w.result.changed):
         assert "<mark" in text
     assert "rose most" in text and f"alpha: {steer.alpha:.3g}" in text
 

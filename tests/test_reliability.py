@@ -149,6 +149,6 @@ def test_two_widgets_working_at_once_get_the_results_they_would_alone():
     probes.wait()
     assert hook_count(s.parts) == 0 and "Error" not in steering.status.value + probes.status.value
     assert np.array_equal(probes.result.scores, probe_alone.scores)
-    assert [t.id for t in steering.result[1]] == [t.id for t in steer_alone[1]]
+    assert [t.id for t in steering.result.steered] == [t.id for t in steer_alone.steered]
     truth = list(datasets.load("truth").texts)
     assert torch.equal(s.activations(truth).values, alone.activations(truth).values)  # caches

@@ -22,7 +22,7 @@ def test_views_given_a_taken_name_register_a_copy_and_select_it(tiny):
     assert tiny.directions.names() == ["mood", "mood-2"]
     assert torch.equal(tiny.directions["mood-2"].vector, clash.vector)
     assert steering.direction.value == "mood-2" and projection.direction.value == "mood-2"
-    assert steering.result[0].direction.name == "mood-2"
+    assert steering.result.steer.direction.name == "mood-2"
 
 
 def test_rerunning_a_panel_leaves_only_the_shown_one_reacting(tiny):

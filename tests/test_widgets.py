@@ -114,14 +114,14 @@ def test_concept_projection_colors_tokens_and_follows_text_and_layer(session):
 
     w = ConceptProjection(session, background=False)
     assert w.direction.value == "sentiment@2" and "Error" not in w.status.value
-    first_html, first_values = w.tokens.value, w.result[0].values.copy()
+    first_html, first_values = w.tokens.value, w.result.tokens.values.copy()
     w.text.value = "I hated every minute"
-    assert w.tokens.value != first_html and w.result[0].tokens[0] == "I"
-    before = w.result[0].values.copy()
+    assert w.tokens.value != first_html and w.result.tokens.tokens[0] == "I"
+    before = w.result.tokens.values.copy()
     w.layer.value = 4
-    assert w.result[0].layer == 4 and not np.allclose(before, w.result[0].values)
+    assert w.result.tokens.layer == 4 and not np.allclose(before, w.result.tokens.values)
     assert "read at layer 4" in w.status.value
-    assert not np.array_equal(first_values, w.result[0].values)
+    assert not np.array_equal(first_values, w.result.tokens.values)
 
 
 def test_concept_projection_lists_directions_added_elsewhere(session):
@@ -131,9 +131,9 @@ def test_concept_projection_lists_directions_added_elsewhere(session):
     w = ConceptProjection(session, background=False)
     session.directions.add(Direction("elsewhere", torch.randn(session.width), 2, "test"))
     assert "elsewhere" in w.direction.options and w.direction.value == "elsewhere"
-    assert w.result[2].names == ("sentiment@2", "elsewhere")
+    assert w.result.similarity.names == ("sentiment@2", "elsewhere")
     w.inner.value = "causal"
-    assert w.result[2].inner == "causal" and w.sim_fig.data[0].z is not None
+    assert w.result.similarity.inner == "causal" and w.sim_fig.data[0].z is not None
 
 
 def test_concept_projection_shows_build_errors_in_the_widget(session):
@@ -177,13 +177,14 @@ def test_steering_panel_shows_baseline_and_steered_side_by_side(session):
     from reprlab.widgets import SteeringPanel
 
     w = SteeringPanel(session, background=False)
-    steer, tokens, shift = w.result
+    steer, tokens = w.result.steer, w.result.steered
     assert steer.alpha == 0.25 and "baseline" in w.baseline.value and "steered" in w.steered.value
     expected = session.generate(w.prompt.value, w.max_tokens.value, steer=steer)
     assert "".join(t.text for t in tokens) == expected
     assert "rose most" in w.shift.value and "alpha 1 =" in w.unit.value
     w.alpha.value = 0.0
-    assert w.result[1] == w.baseline_tokens and "0 of" in w.status.value
+    assert w.result.steered == w.result.baseline and "0 of" in w.status.value
+    assert w.result.changed == (False,) * len(w.result.steered)
     assert isinstance(w.current_steer(), Steer)
 
 
@@ -197,7 +198,7 @@ def test_steering_panel_second_change_cancels_the_first(session):
     w.alpha.value = 0.9   # starts a generation ...
     w.alpha.value = -0.6  # ... cancelled by this one before it finishes
     w.wait()
-    steer, tokens, _ = w.result
+    steer, tokens = w.result.steer, w.result.steered
     assert steer.alpha == -0.6
     expected = session.generate(w.prompt.value, 60, steer=Steer(steer.direction, 2, -0.6))
     assert "".join(t.text for t in tokens) == expected
@@ -214,7 +215,7 @@ def test_views_share_one_registry(session):
     probes.name.value = "from-probe"
     probes.use_as_direction()
     assert "from-probe" in steering.direction.options and steering.direction.value == "from-probe"
-    assert steering.layer.value == 3 and steering.result[0].direction.name == "from-probe"
+    assert steering.layer.value == 3 and steering.result.steer.direction.name == "from-probe"
     assert "from-probe" in projection.direction.options
 
 

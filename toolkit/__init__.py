@@ -20,9 +20,11 @@ from .activations import Activations
 from .circular import CircularAnalysis, CircularityStats, circular_analysis, load_cycle
 from .directions import Direction, DirectionRegistry
 from .geometry import (
+    ConceptReadout,
     Projections,
     SimilarityMatrix,
     TokenProjection,
+    concept_readout,
     cosine,
     project_texts,
     similarity_matrix,
@@ -34,6 +36,7 @@ from .probes import ProbeCurve, probe_curve
 from .session import Session, SessionInfo
 from .steer_eval import SteeringEffect, TextJudge, fit_judge, steering_effect
 from .steering import AlphaSweep, LogitShift, Steer, Token, alpha_sweep, logit_shift, token_diff
+from .steering_comparison import SteeringComparison, compare_steering
 from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
 
 try:
@@ -64,6 +67,7 @@ __all__ = [
     "CircularAnalysis",
     "CircularMethod",
     "CircularityStats",
+    "ConceptReadout",
     "Direction",
     "DirectionRegistry",
     "Inner",
@@ -77,11 +81,14 @@ __all__ = [
     "SessionInfo",
     "SimilarityMatrix",
     "Steer",
+    "SteeringComparison",
     "Task",
     "Token",
     "TokenProjection",
     "alpha_sweep",
     "circular_analysis",
+    "compare_steering",
+    "concept_readout",
     "cosine",
     "datasets",
     "load_cycle",

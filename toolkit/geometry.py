@@ -309,6 +309,12 @@ class TokenProjection:
         """Where 0 is, in words (for captions)."""
         return ORIGIN[self.centered]
 
+    def rows(self) -> list[dict]:
+        return [{"kind": "token", "position": i, "text": t, "projection": float(v),
+                 "layer": self.layer, "inner": self.inner, "direction": self.direction,
+                 "origin": self.origin}
+                for i, (t, v) in enumerate(zip(self.tokens, self.values))]
+
 
 ORIGIN = {True: "0 = mean of the reference texts", False: "0 = origin, uncentred"}
 
@@ -345,6 +351,12 @@ class Projections:
         labels = np.asarray(self.labels, dtype=object)
         return {c: self.values[labels == c] for c in dict.fromkeys(self.labels)}
 
+    def rows(self) -> list[dict]:
+        return [{"kind": "text", "text": t, "label": lab, "projection": float(v),
+                 "layer": self.layer, "inner": self.inner, "direction": self.direction,
+                 "origin": self.origin}
+                for t, lab, v in zip(self.texts, self.labels, self.values)]
+
 
 def project_texts(session: Session, direction: Direction, texts: Sequence[str],
                   labels: Sequence, layer: int | None = None, inner: Inner = "euclidean",
@@ -358,3 +370,34 @@ def project_texts(session: Session, direction: Direction, texts: Sequence[str],
     values = project(session, direction, acts, inner, layer, progress, center=center)
     return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,
                        direction.name, center)
+
+
+@dataclass(frozen=True)
+class ConceptReadout:
+    """One direction read three ways at one layer and inner product: the tokens of a text,
+    two labelled sets of texts, and its cosines with comparable directions."""
+
+    tokens: TokenProjection | None
+    texts: Projections
+    similarity: SimilarityMatrix
+
+    def rows(self) -> list[dict]:
+        """Token projections of the text, then the projections of the labelled texts."""
+        return (self.tokens.rows() if self.tokens is not None else []) + self.texts.rows()
+
+
+def concept_readout(session: Session, direction: Direction, text: str, texts: Sequence[str],
+                    labels: Sequence, layer: int | None = None, inner: Inner = "euclidean",
+                    compare: Sequence[Direction] = (), progress=None) -> ConceptReadout:
+    """:func:`token_projection` of ``text`` (skipped when blank), :func:`project_texts` of the
+    labelled ``texts`` and the :func:`similarity_matrix` of ``compare`` (in their order; the
+    direction itself is added first when missing)."""
+    layer = direction.reading_layer(layer)
+    tokens = token_projection(session, text, direction, layer, inner, progress) \
+        if text.strip() else None
+    batch = project_texts(session, direction, texts, labels, layer, inner, progress=progress)
+    compare = list(compare)
+    if not any(d.name == direction.name for d in compare):
+        compare.insert(0, direction)
+    matrix = similarity_matrix(session, compare, inner)
+    return ConceptReadout(tokens, batch, matrix)

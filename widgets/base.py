@@ -171,22 +171,28 @@ class View(W.VBox):
         work: Callable[[Callable[[int, int], None]], Any],
         render: Callable[[Any], None],
         busy: str = "Working…",
+        preview: Callable[[Any], None] | None = None,
     ) -> None:
         """Run ``work(progress)`` then ``render(result)``; a newer submit supersedes this one.
 
         ``progress(done, total)`` updates the bar and raises :class:`Superseded` once the
         request is stale, so long work stops early instead of finishing for nothing.
+        ``progress(done, total, partial)`` also shows ``preview(partial)`` (text streaming in);
+        work writes widget state only through ``preview`` and ``render``, never after it was
+        superseded.
         """
         with self._lock:
             self._request += 1
             request = self._request
         self.show_info(busy)
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, partial: Any = None) -> None:
             if request != self._request:
                 raise Superseded
             self.progress.layout.visibility = "visible"
             self.progress.value = done / max(total, 1)
+            if partial is not None and preview is not None:
+                preview(partial)
 
         def job() -> None:
             try:

@@ -10,13 +10,7 @@ import re
 import ipywidgets as W
 
 from reprlab import Direction, datasets
-from reprlab.geometry import (
-    INNER_PRODUCTS,
-    inner_note,
-    project_texts,
-    similarity_matrix,
-    token_projection,
-)
+from reprlab.geometry import INNER_PRODUCTS, ConceptReadout, concept_readout, inner_note
 
 from .base import View, registry_target
 from .figures import projection_histogram, similarity_heatmap, token_html
@@ -164,38 +158,23 @@ class ConceptProjection(View):
         comparable = [x for x in self.session.directions if x.where == d.where]
 
         def work(progress):
-            tokens = token_projection(self.session, text, d, layer, inner, progress) \
-                if text.strip() else None
-            batch = project_texts(self.session, d, data.texts, data.labels, layer, inner,
-                                  progress=progress)
-            return tokens, batch, similarity_matrix(self.session, comparable, inner)
+            return concept_readout(self.session, d, text, data.texts, data.labels, layer,
+                                   inner, compare=comparable, progress=progress)
 
         self.submit(work, self._render, busy="Projecting…")
 
     def rows(self) -> list[dict]:
         """Token projections of the text, then the projections of the labelled set."""
-        if self.result is None:
-            return []
-        tokens, batch, _ = self.result
-        out = []
-        if tokens is not None:
-            out += [{"kind": "token", "position": i, "text": t, "projection": float(v),
-                     "layer": tokens.layer, "inner": tokens.inner}
-                    for i, (t, v) in enumerate(zip(tokens.tokens, tokens.values))]
-        out += [{"kind": "text", "text": t, "label": lab, "projection": float(v),
-                 "layer": batch.layer, "inner": batch.inner}
-                for t, lab, v in zip(batch.texts, batch.labels, batch.values)]
-        return out
+        return self.result.rows() if self.result is not None else []
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _render(self, value) -> None:
-        tokens, batch, matrix = value
-        self.result = value
-        self.tokens.value = token_html(tokens) if tokens is not None else \
+    def _render(self, result: ConceptReadout) -> None:
+        self.result = result
+        self.tokens.value = token_html(result.tokens) if result.tokens is not None else \
             "<i style='color:#555'>Type a text above to color its tokens.</i>"
-        self.hist_fig.draw(projection_histogram(batch))
-        self.sim_fig.draw(similarity_heatmap(matrix))
+        self.hist_fig.draw(projection_histogram(result.texts))
+        self.sim_fig.draw(similarity_heatmap(result.similarity))
         d = self.session.directions[self.direction.value]
         note = "" if d.layer in (None, self.layer.value) else \
             f" (direction built at layer {d.layer}, read at layer {self.layer.value})"

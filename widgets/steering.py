@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 import re
 import threading
@@ -13,7 +12,8 @@ import threading
 import ipywidgets as W
 
 from reprlab import Direction
-from reprlab.steering import Steer, logit_shift, token_diff
+from reprlab.steering import Steer
+from reprlab.steering_comparison import SteeringComparison, compare_steering
 
 from .base import View, registry_target
 from .figures import CHANGED_STYLE, NEGATIVE, POSITIVE, fmt
@@ -38,8 +38,7 @@ class SteeringPanel(View):
         self.debounce_s = debounce if background else 0.0
         self._timer: threading.Timer | None = None
         self._syncing = False  # set while one change moves several controls: one regenerate
-        self._baseline_key = None
-        self.baseline_tokens: list = []
+        self.result: SteeringComparison | None = None
         self.prompt = W.Text(value=DEFAULT_PROMPT, description="prompt",
                              layout=W.Layout(width="98%"), continuous_update=False)
         self.direction = W.Dropdown(options=session.directions.names(), description="direction",
@@ -110,7 +109,7 @@ class SteeringPanel(View):
                      alpha=self.alpha.value, mode=self.mode.value)
 
     def regenerate(self) -> None:
-        """Baseline (cached per prompt and sampling settings) and steered text, streamed."""
+        """Baseline (reused per prompt and sampling settings) and steered text, streamed."""
         steer = self.current_steer()
         if steer is None:
             self.show_info("No direction yet: build one in another view or pass direction=.")
@@ -123,55 +122,49 @@ class SteeringPanel(View):
             return
         options = dict(max_new_tokens=self.max_tokens.value, seed=seed,
                        temperature=self.temperature.value)
-        baseline_key = (prompt, tuple(sorted(options.items())))
+        key = (prompt, tuple(sorted(options.items())))
+        last = self.result
+        baseline = last.baseline if last is not None and self._key_of(last) == key else None
 
         def work(progress):
-            if baseline_key != self._baseline_key:
-                self.baseline_tokens = list(self.session.stream(prompt, **options))
-                self._baseline_key = baseline_key
-                self.baseline.value = _panel("baseline", self.baseline_tokens)
-            shift = logit_shift(self.session, prompt, steer, k=6)
-            tokens = []
-            with contextlib.closing(self.session.stream(prompt, steer=steer, **options)) as it:
-                for token in it:
-                    progress(len(tokens) + 1, options["max_new_tokens"])  # raises if stale
-                    tokens.append(token)
-                    self.steered.value = _panel("steered", tokens, self._changed(tokens))
-            return steer, tokens, shift
+            def on_token(tokens, changed):  # raises Superseded once a newer setting came in
+                progress(len(tokens), options["max_new_tokens"], (tokens, changed))
 
-        self.submit(work, self._render, busy=f"Generating with {steer!r}…")
+            return compare_steering(self.session, prompt, steer, k=6, baseline=baseline,
+                                    on_token=on_token, **options)
+
+        def preview(partial):
+            tokens, changed = partial
+            self.steered.value = _panel("steered", tokens, changed)
+
+        self.submit(work, self._render, busy=f"Generating with {steer!r}…", preview=preview)
+
+    @property
+    def baseline_tokens(self) -> list:
+        """The unsteered tokens of the comparison shown."""
+        return list(self.result.baseline) if self.result is not None else []
 
     def rows(self) -> list[dict]:
         """The baseline and steered texts, then the logit shift of the first new token."""
-        if self.result is None:
-            return []
-        steer, tokens, shift = self.result
-        setting = {"direction": steer.direction.name, "layer": steer.layer, "alpha": steer.alpha,
-                   "mode": steer.mode, "prompt": self.prompt.value}
-        out = [{**setting, "kind": "baseline", "text": "".join(t.text for t in
-                                                              self.baseline_tokens)},
-               {**setting, "kind": "steered", "text": "".join(t.text for t in tokens)}]
-        for kind, items in (("rose", shift.rose), ("fell", shift.fell)):
-            out += [{**setting, "kind": kind, "text": tok, "p_before": b, "p_after": a}
-                    for tok, b, a in items]
-        return out
+        return self.result.rows() if self.result is not None else []
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _changed(self, tokens) -> list[bool]:
-        return token_diff([t.id for t in self.baseline_tokens], [t.id for t in tokens])
+    @staticmethod
+    def _key_of(result: SteeringComparison) -> tuple:
+        options = {k: v for k, v in result.options.items() if k != "top_p"}
+        return (result.prompt, tuple(sorted(options.items())))
 
-    def _render(self, value) -> None:
-        steer, tokens, shift = value
-        self.result = value
-        changed = self._changed(tokens)
-        self.steered.value = _panel("steered", tokens, changed)
-        self.shift.value = _shift_table(shift)
+    def _render(self, result: SteeringComparison) -> None:
+        self.result = result
+        self.baseline.value = _panel("baseline", result.baseline)
+        self.steered.value = _panel("steered", result.steered, result.changed)
+        self.shift.value = _shift_table(result.shift)
+        steer = result.steer
         unit = steer.unit(self.session)
         self.unit.value = (f"<span style='color:#555'>alpha 1 = {fmt(unit)} "
                            f"(typical norm at layer {steer.layer})</span>")
-        self.show_info(f"{steer!r}: {sum(changed)} of {len(tokens)} tokens differ from the "
-                       "baseline.")
+        self.show_info(result.summary())
 
     def _build_default(self) -> None:
         layer = self.layer.value
