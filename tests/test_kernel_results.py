@@ -56,3 +56,19 @@ def test_concept_readout_is_the_three_projections_and_rows_hold_them(tiny):
     assert rows[0]["kind"] == "token" and rows[-1]["kind"] == "text"
     assert rows[-1]["projection"] == float(texts.values[-1])
     assert concept_readout(tiny, d, "  ", data.texts, data.labels).tokens is None
+
+
+def test_labelled_texts_from_a_data_frame():
+    import pandas as pd
+    import pytest
+
+    frame = pd.DataFrame({"text": ["a b", "c d", "e f"], "label": ["x", "y", "x"],
+                          "group": [1, 1, 2]})
+    data = datasets.LabelledTexts.from_frame(frame)
+    assert data.texts == ("a b", "c d", "e f") and data.labels == ("x", "y", "x")
+    assert data.groups == (1, 1, 2) and data.classes == ("x", "y")
+    assert datasets.LabelledTexts.from_frame(frame.drop(columns="group")).groups is None
+    with pytest.raises(ValueError, match="missing \\['label'\\]"):
+        datasets.LabelledTexts.from_frame(frame.drop(columns="label"))
+    renamed = frame.rename(columns={"text": "sentence"})
+    assert datasets.LabelledTexts.from_frame(renamed, text="sentence").texts == data.texts

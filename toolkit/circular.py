@@ -24,7 +24,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as dc_replace
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
@@ -73,6 +74,13 @@ class CircularityStats:
         """Cyclic beyond linear order, corrected across layers (per layer)."""
         return self.p_beyond_linear < self.level
 
+    def take(self, indices: Sequence[int]) -> CircularityStats:
+        """The statistics of some layers (by position), e.g. to reuse them for one layer."""
+        idx = np.asarray(indices, dtype=int)
+        arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self)
+                  if isinstance(getattr(self, f.name), np.ndarray)}
+        return dc_replace(self, **arrays)
+
 
 @dataclass(frozen=True, eq=False)
 class CircularAnalysis:
@@ -101,6 +109,20 @@ class CircularAnalysis:
         """Mean 2-D position of each item ``[items, 2]``, in cyclic order."""
         xy = self.coords[layer]
         return np.stack([xy[self.item_index == k].mean(0) for k in range(len(self.items))])
+
+    def rows(self) -> list[dict]:
+        """Per-layer circularity statistics, one dict per layer (for CSV)."""
+        s = self.stats
+        return [{"layer": layer, "rho_cyclic": float(s.rho_cyclic[i]),
+                 "rho_linear": float(s.rho_linear[i]),
+                 "rho_difference": float(s.rho_difference[i]),
+                 "p_beyond_linear_corrected": float(s.p_beyond_linear[i]),
+                 "p_value": float(s.p_value[i]),
+                 "null_low": float(s.null_low[i]), "null_high": float(s.null_high[i]),
+                 "circle_probe": float(s.probe_score[i]),
+                 "circle_probe_shuffled": float(s.probe_control[i]),
+                 "circular": bool(s.circular[i]), "cycle": self.cycle, "inner": self.inner}
+                for i, layer in enumerate(self.layers)]
 
     def summary(self, layer: int) -> str:
         i = self.index(layer)
@@ -161,6 +183,7 @@ def circular_analysis(
     ridge: float = 10.0,
     templates: Sequence[str] | None = None,
     progress=None,
+    stats: CircularityStats | None = None,
 ) -> CircularAnalysis:
     """Per-layer 2-D coordinates of a cycle's examples and circularity tests.
 
@@ -168,7 +191,12 @@ def circular_analysis(
     gives the 2-D coordinates for ``layers`` (default: all): "pca" (top two principal
     components), "umap" (umap-learn, seeded) or "circle_probe" (held-out ridge predictions of
     (cos, sin) of the item angle). Statistics are computed at the same layers, with distances
-    under ``inner``.
+    under ``inner``. ``progress(done, total)`` hears the extraction, including the reference
+    activations the standardized geometry reads on first use.
+
+    ``stats``: statistics of an earlier call with the same cycle, layers and inner product,
+    reused instead of recomputed (only the coordinates are computed). The circle probe's
+    held-out predictions serve both its statistics and its coordinates (one ridge fit).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -182,11 +210,24 @@ def circular_analysis(
     at = [data.items[k] for k in item_index]
     layers = session.check_layers(layers)
     acts = session.activations(texts, layers=layers, at=at, progress=progress)
-    x = torch.stack([session.geometry.residual_map(inner, layer)(acts.layer(layer))
+    x = torch.stack([session.geometry.residual_map(inner, layer, progress)(acts.layer(layer))
                      for layer in layers])                                   # [L, n, D]
-    stats = circularity_stats(x, item_index, template_index, len(data.items), seed=seed,
-                              n_permutations=n_permutations, ridge=ridge)
-    coords = _coords(x, method, item_index, template_index, len(data.items), seed, ridge)
+    k = len(data.items)
+    predictions = None
+    if method == "circle_probe" or stats is None:
+        predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
+                                               ridge=ridge, with_control=stats is None)
+    if stats is None:
+        stats = circularity_stats(x, item_index, template_index, k, seed=seed,
+                                  n_permutations=n_permutations, ridge=ridge,
+                                  predictions=predictions)
+    elif len(stats.rho_cyclic) != len(layers):
+        raise ValueError(f"stats= holds {len(stats.rho_cyclic)} layers but {len(layers)} were "
+                         "asked for: pass stats.take([...]) for the same layers")
+    if method == "circle_probe":
+        coords = list(predictions[0][0])
+    else:
+        coords = _coords(x, method, seed)
     return CircularAnalysis(
         cycle=data.name, items=data.items, texts=tuple(texts), item_index=item_index,
         template_index=template_index, layers=layers, method=method, inner=inner,
@@ -205,10 +246,11 @@ def cyclic_distance(k: int) -> np.ndarray:
 
 def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: np.ndarray,
                       k: int, *, seed: int = 0, n_permutations: int = 1000,
-                      ridge: float = 10.0) -> CircularityStats:
+                      ridge: float = 10.0, predictions=None) -> CircularityStats:
     """Geometry test on item means plus the circle probe and its shuffled-order control.
 
-    ``x``: examples ``[L, n, D]`` already mapped into the chosen geometry.
+    ``x``: examples ``[L, n, D]`` already mapped into the chosen geometry. ``predictions``:
+    :func:`circle_probe_predictions` with ``with_control=True``, if already computed.
     """
     means = torch.stack([x[:, item_index == j].mean(1) for j in range(k)], 1)  # [L, k, D]
     dist = torch.cdist(means.double(), means.double()).cpu().numpy()            # [L, k, k]
@@ -240,7 +282,8 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
     # rho_lin nearly so: a perfect circle ties with them, so no p below 2k / k! can be trusted.
     floor = min(1.0, 2 * k / math.factorial(k))
     min_p = floor if exhaustive else max(1 / (1 + len(perms)), floor)
-    score, control = circle_probe_scores(x, item_index, template_index, k, seed=seed, ridge=ridge)
+    score, control = circle_probe_scores(x, item_index, template_index, k, seed=seed, ridge=ridge,
+                                         predictions=predictions)
     return CircularityStats(
         rho_cyclic=rho_cyc, rho_linear=rho_lin, p_value=p_value,
         null_low=np.quantile(null, 0.025, axis=1), null_high=np.quantile(null, 0.975, axis=1),
@@ -279,11 +322,13 @@ def _permutations(k: int, n: int, seed: int) -> np.ndarray:
     return np.stack([rng.permutation(k) for _ in range(n)])
 
 
-def circle_probe_scores(x, item_index, template_index, k, *, seed=0, ridge=10.0):
+def circle_probe_scores(x, item_index, template_index, k, *, seed=0, ridge=10.0,
+                        predictions=None):
     """Leave-one-template-out accuracy of a ridge probe onto (cos, sin) of the item angle,
     for the true cyclic order and for a shuffled order (the control). Returns two ``[L]``."""
-    predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
-                                           ridge=ridge, with_control=True)
+    if predictions is None:
+        predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
+                                               ridge=ridge, with_control=True)
     angles = 2 * np.pi * np.arange(k) / k
     scores = []
     for pred, order in predictions:
@@ -327,13 +372,10 @@ def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, ridge=
 # -- 2-D coordinates ------------------------------------------------------------------------------
 
 
-def _coords(x, method, item_index, template_index, k, seed, ridge) -> list[np.ndarray]:
+def _coords(x, method, seed) -> list[np.ndarray]:
+    """PCA or UMAP coordinates per layer (the circle probe's come from its predictions)."""
     if method == "pca":
         return list(pca_2d(x))
-    if method == "circle_probe":
-        (pred, _), = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
-                                              ridge=ridge)
-        return list(pred)
     return [umap_2d(layer_x, seed) for layer_x in x.cpu().numpy()]
 
 

@@ -87,6 +87,26 @@ class LabelledTexts:
 
         return part(True, "a"), part(False, "b")
 
+    @classmethod
+    def from_frame(cls, frame, *, text: str = "text", label: str = "label",
+                   group: str | None = "group", name: str = "your data") -> LabelledTexts:
+        """Texts and labels from the ``text`` and ``label`` columns of a pandas DataFrame, and
+        groups from ``group`` when that column exists.
+
+        >>> LabelledTexts.from_frame(pd.DataFrame({"text": ["hi", "bye"], "label": [1, 0]}))
+        ... # doctest: +SKIP
+        """
+        columns = getattr(frame, "columns", None)
+        if columns is None:
+            raise TypeError(f"from_frame needs a pandas DataFrame, got {type(frame).__name__}")
+        missing = [c for c in (text, label) if c not in columns]
+        if missing:
+            raise ValueError(f"the DataFrame needs {text!r} and {label!r} columns; missing "
+                             f"{missing} (it has {list(columns)})")
+        groups = tuple(frame[group].tolist()) if group is not None and group in columns else None
+        return cls(name, f"{len(frame)} rows of a DataFrame", tuple(frame[text].tolist()),
+                   tuple(frame[label].tolist()), groups)
+
     def __len__(self) -> int:
         return len(self.texts)
 

@@ -9,7 +9,7 @@ import threading
 
 import ipywidgets as W
 
-from reprlab.circular import circular_analysis, warm_umap
+from reprlab.circular import circular_analysis, load_cycle, warm_umap
 from reprlab.geometry import INNER_PRODUCTS, inner_note
 
 from .base import View, pick_layer
@@ -65,7 +65,6 @@ class CircularMap(View):
                              (self.method, "method"), (self.inner, "inner"),
                              (self.layer, "layer")):
             explain(control, key)
-        self.computed: dict[tuple, tuple] = {}  # (cycle, inner) -> (pca, circle probe) views
         self.children = [
             caption("circular"),
             W.HBox([self.cycle, self.custom]),
@@ -88,80 +87,88 @@ class CircularMap(View):
     # -- actions --------------------------------------------------------------------------------
 
     def compute(self) -> None:
-        """Statistics and PCA / circle-probe coordinates for every layer (one model call)."""
+        """Statistics and PCA / circle-probe coordinates for every layer: one model call, one
+        permutation test and one ridge fit per (cycle, inner product), kept for switching back."""
         cycle = self._cycle_spec()
         if cycle is None:
             self.show_info("Type at least four items, separated by commas.")
             return
         inner = self.inner.value
-        key = (tuple(cycle) if isinstance(cycle, list) else cycle, inner)
+        try:
+            key = self._key(cycle, inner)
+        except ValueError as err:  # e.g. repeated custom items: shown, the view keeps its map
+            self.show_error(err)
+            return
+        if (*key, "pca") in self.views:
+            self._show(key)
+            return
 
         def work(progress):
-            if key in self.computed:  # toggling back to a geometry seen before: no recompute
-                return self.computed[key]
-            base = circular_analysis(self.session, cycle, method="pca", inner=inner,
-                                 progress=progress, **self.view_options)
             probe = circular_analysis(self.session, cycle, method="circle_probe", inner=inner,
-                                  **self.view_options)
+                                      progress=progress, **self.view_options)
+            base = circular_analysis(self.session, cycle, method="pca", inner=inner,
+                                     progress=progress, stats=probe.stats, **self.view_options)
             return base, probe
 
         def render(value):
             base, probe = value
-            self.computed[key] = value
-            self.views = {("pca",): base, ("circle_probe",): probe}
-            self.result = base
-            self.render_layer()
+            self.views[(*key, "pca")] = base
+            self.views[(*key, "circle_probe")] = probe
+            self._show(key)
 
         self.submit(work, render, busy=(
             "Reading every example of the cycle at every layer, then testing the circle against "
             "shuffled orders (the first time for a cycle and geometry takes a while)…"))
 
     def render_layer(self) -> None:
-        """Redraw the map and marker for the slider's layer (cached; UMAP on demand)."""
+        """Redraw the map and marker for the slider's layer (cached; UMAP on demand, reusing
+        the layer's statistics)."""
         if self.result is None:
             return
         layer, method = self.layer.value, METHODS[self.method.value]
-        key = (method,) if method != "umap" else ("umap", layer)
-        if key in self.views:
-            self._draw(self.views[key], layer)
+        base = self.result
+        key = (base.cycle, base.items, base.inner)
+        view_key = (*key, method) if method != "umap" else (*key, "umap", layer)
+        if view_key in self.views:
+            self._draw(self.views[view_key], layer)
             return
-        self._draw(self.views[("pca",)], layer)  # PCA meanwhile
-        cycle, inner = self._cycle_spec(), self.inner.value
+        self._draw(base, layer)  # PCA meanwhile
+        cycle = self._cycle_spec()
         busy = ("Computing UMAP (the first call compiles numba kernels, ~20 s); PCA shown "
                 "meanwhile…" if not _umap_ready.is_set() else "Computing UMAP…")
+        stats = base.stats.take([base.index(layer)])
 
         def work(progress):
             view = circular_analysis(self.session, cycle, layers=[layer], method="umap",
-                                 inner=inner, **self.view_options)
+                                     inner=base.inner, progress=progress, stats=stats,
+                                     **self.view_options)
             _umap_ready.set()
             return view
 
         def render(view):
-            self.views[key] = view
+            self.views[view_key] = view
             if self.layer.value == layer and METHODS[self.method.value] == "umap":
                 self._draw(view, layer)
 
         self.submit(work, render, busy=busy)
 
     def rows(self) -> list[dict]:
-        """Per-layer circularity statistics."""
-        view = self.views.get(("pca",))
-        if view is None:
-            return []
-        s = view.stats
-        return [{"layer": layer, "rho_cyclic": float(s.rho_cyclic[i]),
-                 "rho_linear": float(s.rho_linear[i]), "p_value": float(s.p_value[i]),
-                 "p_beyond_linear_corrected": float(s.p_beyond_linear[i]),
-                 "null_low": float(s.null_low[i]), "null_high": float(s.null_high[i]),
-                 "circle_probe": float(s.probe_score[i]),
-                 "circle_probe_shuffled": float(s.probe_control[i]),
-                 "circular": bool(s.circular[i]), "cycle": view.cycle, "inner": view.inner}
-                for i, layer in enumerate(view.layers)]
+        """Per-layer circularity statistics (see :meth:`CircularAnalysis.rows`)."""
+        return self.result.rows() if self.result is not None else []
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _show(self, key: tuple) -> None:
+        self.result = self.views[(*key, "pca")]
+        self.render_layer()
+
+    def _key(self, cycle, inner: str) -> tuple:
+        items = load_cycle(cycle, self.view_options.get("templates")).items
+        name = cycle if isinstance(cycle, str) else "custom"
+        return (name, items, inner)
+
     def _draw(self, view, layer: int) -> None:
-        stats_view = self.views[("pca",)]
+        stats_view = self.result
         self.map_fig.draw(circular_scatter(view, layer))
         if self._curve_of is stats_view:
             self.curve_fig.relayout(shapes=layer_marker(layer))

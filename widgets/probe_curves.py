@@ -235,13 +235,9 @@ def _user_data(texts, labels, groups):
     if texts is None and labels is None:
         return None
     if hasattr(texts, "columns"):  # a pandas DataFrame
-        frame = texts
-        missing = {"text", "label"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"the DataFrame needs 'text' and 'label' columns; missing {missing}")
-        texts, labels = list(frame["text"]), list(frame["label"])
-        if groups is None and "group" in frame.columns:
-            groups = list(frame["group"])
+        data = datasets.LabelledTexts.from_frame(texts)
+        texts, labels = list(data.texts), list(data.labels)
+        groups = groups if groups is not None else data.groups
     if texts is None or labels is None:
         raise ValueError("pass both texts and labels (or a DataFrame with text/label columns)")
     texts, labels = validate_texts(texts), list(labels)
