@@ -308,14 +308,15 @@ def test_steering_panel_bad_inputs(session):
     assert "No direction yet" in text_of(w) and hook_count(session.parts) == 0
 
 
-def test_views_show_export_errors_before_they_have_a_result(session, tmp_path):
+def test_views_show_export_errors_before_they_have_a_result(session, tmp_path, monkeypatch):
     from reprlab.widgets import ProbeCurves
 
-    w = ProbeCurves(session, background=True)  # nothing computed yet
-    w.result = None
+    monkeypatch.chdir(tmp_path)  # a default-named export would land here
+    w = ProbeCurves(session, background=False)
+    w.result = None  # as before its first result
     w.export_csv_button.click()
     assert "nothing to export yet" in text_of(w)
-    w.wait()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_explorer_bad_model_keeps_everything_built(session):
