@@ -214,7 +214,7 @@ def test_projections_are_centred_on_the_reference_mean_by_default():
     np.testing.assert_allclose(centred.values, raw.values - shift, rtol=1e-4, atol=1e-3)
     assert centred.centered and "mean of the reference texts" in centred.origin
     # the reference itself averages to zero along the direction once centred
-    assert abs(float(project(d, ref, s, center=True, layer=2).mean())) < 1e-3
+    assert abs(float(project(s, d, ref, center=True, layer=2).mean())) < 1e-3
 
 
 def test_similarity_matrix_carries_a_null_and_the_heatmap_shows_it(tiny):
