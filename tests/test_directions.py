@@ -61,10 +61,11 @@ def test_unembedding_direction_needs_a_layer_with_or_without_session(tiny):
 def test_registry_refuses_a_different_direction_of_a_taken_name(tiny):
     a, b = planted(tiny, 2, "x"), planted(tiny, 3, "x")
     tiny.directions.add(a)
-    tiny.directions.add(a)  # the same direction again: fine
-    with pytest.raises(ValueError, match="exists: pick another name.*overwrite=True"):
-        tiny.directions.add(b)
+    for again in (b, a):  # a taken name is refused, even for the same vector
+        with pytest.raises(ValueError, match="exists: pick another name.*overwrite=True"):
+            tiny.directions.add(again)
     assert tiny.directions["x"] is a
+    assert tiny.directions.add_new(a).name == "x"  # the same direction: no copy
     assert tiny.directions.add_new(b).name == "x-2"
     tiny.directions.add(b, overwrite=True)
     assert tiny.directions["x"] is b and tiny.directions.names() == ["x", "x-2"]

@@ -355,14 +355,13 @@ class DirectionRegistry:
         self._lock = threading.Lock()
 
     def add(self, direction: Direction, *, overwrite: bool = False) -> Direction:
-        """Register ``direction`` under its name. A different direction of the same name is an
-        error unless ``overwrite=True``; re-adding the same vector just refreshes it."""
+        """Register ``direction`` under its name; a taken name is an error unless
+        ``overwrite=True`` (:meth:`add_new` picks a free name instead)."""
         self._check(direction)
         with self._lock:
-            old = self._items.get(direction.name)
-            if old is not None and not overwrite and not _same_direction(old, direction):
+            if direction.name in self._items and not overwrite:
                 raise ValueError(
-                    f"a different direction named {direction.name!r} exists: pick another name "
+                    f"a direction named {direction.name!r} exists: pick another name "
                     "(d.renamed(...)), pass overwrite=True, or remove it first with "
                     f"session.directions.remove({direction.name!r})")
             self._items[direction.name] = direction
