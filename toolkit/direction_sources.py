@@ -48,7 +48,8 @@ def counterfactual(cls: type[Direction], session: Session, word_pairs,
     label = name or getattr(word_pairs, "name", None) or f"{pairs[0][0]}->{pairs[0][1]}"
     return cls(label, vector, None, "counterfactual", space="unembedding",
                info={"pairs_used": len(ids), "pairs_skipped": skipped},
-               model=session.name, fingerprint=session.fingerprint)
+               model=getattr(session, "name", ""),
+               fingerprint=getattr(session, "fingerprint", ""))
 
 
 def from_dataset(cls: type[Direction], session: Session, dataset: str, layer: int,

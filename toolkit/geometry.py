@@ -184,7 +184,7 @@ class Geometry:
     def direction_vector(self, direction: Direction, inner: Inner, progress=None) -> torch.Tensor:
         """``direction`` mapped into the analysis space and normalized there."""
         s = self.session
-        direction.check_fits(s.width, s.fingerprint, s.name)
+        direction.check_fits(s.width, getattr(s, "fingerprint", ""), getattr(s, "name", ""))
         if direction.space == "unembedding":
             v = self.unembedding_map(inner, progress)(direction.vector)
         else:
