@@ -248,9 +248,10 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
     for title in TABS:
         view = _select_tab(page, title)
         if title == "Steering":
-            page.wait_for_function("[...document.querySelectorAll('.reprlab-view')].some("
-                                   "v => v.offsetParent && /tokens differ/.test(v.innerText))",
-                                   timeout=180_000)
+            page.wait_for_function(
+                "[...document.querySelectorAll('.reprlab-view')].some("
+                "v => v.offsetParent && /\\d+ of \\d+ tokens differ/.test(v.innerText))",
+                timeout=180_000)
         else:
             page.wait_for_function(f"(({PLOT_DATA})(document.querySelector("
                                    "'.widget-tab'))).filter(n => n > 0).length >= 2",
@@ -336,7 +337,8 @@ def test_a_japanese_prompt_streams_readable_characters(server, page):
     _run_all(page)
     view = page.locator(".reprlab-view").first
     view.wait_for(timeout=120_000)
-    done = "() => /tokens differ/.test(document.querySelector('.reprlab-view').innerText)"
+    done = ("() => /\\d+ of \\d+ tokens differ/"  # the status line, not a help text
+            ".test(document.querySelector('.reprlab-view').innerText)")
     page.wait_for_function(done, timeout=180_000)  # the default prompt's run
     prompt = view.locator("input[type='text']").first
     prompt.fill("映画は")
