@@ -20,11 +20,6 @@ pytestmark = pytest.mark.binder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not yet: each view's first computation fits (1.1-1.6 GB, circular 4.3 -> 1.3 GB), but the "
-    "whole walk peaks at 2.31 GB: activations cached by every view accumulate and the circular "
-    "tab's causal geometry adds 0.3 GB (issue 17); strict, so a fix makes this fail until the "
-    "marker goes"))
 def test_every_view_of_the_explorer_fits_in_binders_memory():
     env = {**os.environ, "REPRLAB_MEMORY_BUDGET": BINDER_BUDGET}
     result = subprocess.run(

@@ -52,7 +52,9 @@ class ActivationCache:
     ``hits`` counts requests answered without running the model.
     """
 
-    def __init__(self, fingerprint: str, ram_limit: int = 2 << 30, disk_limit: int = 16 << 30):
+    RAM_LIMIT = 2 << 30  # default bound on cached activations held in RAM
+
+    def __init__(self, fingerprint: str, ram_limit: int = RAM_LIMIT, disk_limit: int = 16 << 30):
         self.fingerprint = fingerprint
         self.ram_limit = ram_limit
         self.disk_limit = disk_limit

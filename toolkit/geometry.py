@@ -59,11 +59,14 @@ class CausalWhitening:
     unwhiten: torch.Tensor   # [D, D] Cov^{1/2}: residual vectors -> causal space
 
     @classmethod
-    def from_unembedding(cls, gamma: torch.Tensor, rel_floor: float = 1e-8) -> CausalWhitening:
-        g = gamma.detach().double()
-        mean = g.mean(0)
-        centered = g - mean
-        cov = centered.T @ centered / g.shape[0]
+    def from_unembedding(cls, gamma: torch.Tensor, rel_floor: float = 1e-8,
+                         rows_per_block: int = 4096) -> CausalWhitening:
+        # float64 sums over row blocks: never a float64 copy of the whole [vocab, D] matrix
+        # (about 0.45 GB for a 49k vocabulary), which would break small-memory hosts.
+        g = gamma.detach()
+        blocks = torch.split(g, rows_per_block)
+        mean = sum(b.double().sum(0) for b in blocks) / g.shape[0]
+        cov = sum((b.double() - mean).T @ (b.double() - mean) for b in blocks) / g.shape[0]
         evals, evecs = torch.linalg.eigh(cov)
         evals = evals.clamp_min(rel_floor * evals.max())
         whiten = (evecs * evals.rsqrt()) @ evecs.T

@@ -33,6 +33,7 @@ from .checks import as_int, as_seed
 from .directions import DirectionRegistry
 from .geometry import Geometry
 from .loading import load_model
+from .store import default_budget
 from .tiny import build_tiny
 
 
@@ -88,7 +89,10 @@ class Session:
         self.fingerprint = _fingerprint(self.model, name)
         self.directions = DirectionRegistry(self)  # shared by every widget on this session
         self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
-        self.cache = ActivationCache(self.fingerprint)  # per text; see ``activations``
+        # per text (see ``activations``); RAM held by cached activations stays within the
+        # memory budget, so views that each cache their data never add up past it
+        self.cache = ActivationCache(self.fingerprint,
+                                     ram_limit=min(ActivationCache.RAM_LIMIT, default_budget()))
         self._edits = 0  # depth of hooks(edits=...): activations under edits skip the cache
         self.model_calls = 0
 
