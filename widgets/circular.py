@@ -52,7 +52,7 @@ class CircularMap(View):
         self.method = W.ToggleButtons(options=list(METHODS), value="PCA", description="method",
                                       style={"button_width": "100px"})
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
-                                     description="geometry", style={"button_width": "120px"})
+                                     description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))

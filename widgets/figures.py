@@ -19,7 +19,6 @@ import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from reprlab import ProbeCurve
 
@@ -35,8 +34,6 @@ CHANGED_STYLE = ("background:#fde7c2;text-decoration:underline 2px #D55E00;"
                  "text-underline-offset:3px;font-weight:600")  # marked by more than colour
 POSITIVE_NAMES = ("positive", "true", "yes", "1", "pos")
 NEGATIVE_NAMES = ("negative", "false", "no", "0", "neg")
-# Built once: naming the template by string makes plotly rebuild it for every figure (~10 ms).
-TEMPLATE = pio.templates["plotly_white"]
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -92,12 +89,10 @@ def text_color(rgb) -> str:
 def with_caption(fig: go.Figure, text: str, width: int = 72) -> go.Figure:
     """Put a one-line "how to read it" caption under the title (kept in every export)."""
     lines = textwrap.wrap(text, width) or [""]
-    title_lines = 1 + (fig.layout.title.text or "").count("<br>")
     fig.update_layout(title_subtitle_text="<br>".join(lines),
-                      title_subtitle_font={"size": 11, "color": "#555"},
-                      title={"y": 1, "yref": "container", "yanchor": "top",
-                             "pad": {"t": 8 + 14 * (title_lines - 1)}})
-    fig.update_layout(margin_t=30 + 18 * title_lines + 15 * len(lines))
+                      title_subtitle_font={"size": 11, "color": "#555"})
+    top = fig.layout.margin.t or 45
+    fig.update_layout(margin_t=top + 14 * len(lines))
     return fig
 
 
@@ -120,9 +115,8 @@ def _band(x, mid, spread, color: str, name: str) -> go.Scatter:
 
 def _layout(fig: go.Figure, title: str, height: int, **more) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "font": {"size": 14}}, height=height, template=TEMPLATE,
-        margin={"l": 55, "r": 10, "t": 45, "b": 45},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.25},
+        title={"text": title, "font": {"size": 14}}, height=height, template="plotly_white",
+        margin={"l": 55, "r": 10, "t": 45, "b": 45}, legend={"orientation": "h", "y": -0.22},
         hoverlabel={"font_size": 12}, **more,
     )
     return fig
@@ -178,14 +172,14 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
     ))
     where = f", read at '{at}'" if at else ""
     fig = _layout(go.Figure(traces),
-                  f"Linear probe {metric} per layer<br><sup>{len(curve.labels)} examples, "
-                  f"{curve.fold_scores.shape[1]}-fold CV{where}</sup>", 480,
+                  f"Linear probe {metric} per layer ({len(curve.labels)} examples, "
+                  f"{curve.fold_scores.shape[1]}-fold CV{where})", 380,
                   xaxis_title="hidden state (0 = embeddings)", yaxis_title=f"held-out {metric}",
                   shapes=layer_marker(layer))
     return with_caption(fig, "Blue: how well a linear read-out predicts the label from each "
                         "layer; grey: the same probe on shuffled labels. Only the gap above the "
                         "grey counts; circled layers beat the shuffles (corrected for picking the "
-                        "best layer). Click a point to pick a layer.", 64)
+                        "best layer). Click a point to pick a layer.", 78)
 
 
 def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
@@ -290,8 +284,8 @@ def projection_histogram(projections) -> go.Figure:
                      hovertemplate=f"{label}: %{{y}} texts<extra></extra>")
         for label, values in groups.items()
     ])
-    _layout(fig, f"Texts projected on '{projections.direction}'<br><sup>layer "
-            f"{projections.layer}, {projections.inner}</sup>", 360, barmode="overlay",
+    _layout(fig, f"Texts projected on '{projections.direction}' (layer {projections.layer}, "
+            f"{projections.inner})", 360, barmode="overlay",
             xaxis_title=f"projection ({getattr(projections, 'origin', '') or 'uncentred'})",
             yaxis_title="texts")
     return with_caption(fig, "One colour per label: if the direction captures the concept, the "
@@ -310,14 +304,14 @@ def similarity_heatmap(matrix) -> go.Figure:
     spread = matrix.mean_abs_off_diagonal()
     summary = "one direction: build another to compare" if len(names) < 2 else \
         f"mean |off-diagonal| {fmt(spread, 2)}"
+    title = f"Cosine, {matrix.inner} inner product ({summary})"
     null = getattr(matrix, "null_mean_abs", None)
     if null is not None:
-        summary += (f"<br>{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
-                    f"{fmt(matrix.null_high, 2)}")
-    title = f"Cosine, {matrix.inner} inner product<br><sup>{summary}</sup>"
+        title += (f"<br><sup>{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
+                  f"{fmt(matrix.null_high, 2)}</sup>")
     _layout(fig, title, 360, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
             xaxis_title="direction")
-    fig.update_layout(margin={"l": 100, "b": 80})
+    fig.update_layout(margin={"l": 100, "b": 80, "t": 45 if null is None else 62})
     return with_caption(fig, "Blue: directions point the same way (+1); vermillion: opposite "
                         "(-1); white: unrelated (0). Compare the cells with the null.", 62)
 
@@ -355,8 +349,8 @@ def circular_scatter(view, layer: int) -> go.Figure:
         marker={"color": colors, "size": 13, "line": {"color": "#222", "width": 1}},
         hovertemplate="%{text} (mean)<extra></extra>",
     ))
-    fig = _layout(go.Figure(traces), f"{view.cycle} at layer {layer}<br><sup>"
-                  f"{METHOD_NAMES[view.method]}, {view.inner}</sup>", 430,
+    fig = _layout(go.Figure(traces), f"{view.cycle} at layer {layer}: "
+                  f"{METHOD_NAMES[view.method]}, {view.inner}", 430,
                   xaxis={"zeroline": False, "title": {"text": "component 1"}},
                   yaxis={"zeroline": False, "scaleanchor": "x", "title": {"text": "component 2"}})
     fig.update_layout(margin={"l": 50, "b": 40})

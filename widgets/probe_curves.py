@@ -57,7 +57,7 @@ class ProbeCurves(View):
         self.upload = W.FileUpload(accept=".csv", multiple=False, description="CSV…",
                                    tooltip="your own labelled texts: a CSV file with 'text' and "
                                            "'label' columns (optional 'group')",
-                                   layout=W.Layout(width="130px"))
+                                   layout=W.Layout(width="90px"))
         self.name = W.Text(placeholder="direction name", layout=W.Layout(width="180px"))
         self.use = W.Button(description="Use as direction", icon="arrow-right",
                             tooltip="add this layer's probe to the session's direction registry")

@@ -70,14 +70,13 @@ class ConceptProjection(View):
         if direction is not None:
             self.direction.value = direction.name
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
-                                     description="geometry", style={"button_width": "120px"})
+                                     description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False,
                                  layout=W.Layout(width="420px"))
         self.source = W.Dropdown(options=list(self.choices), description="build from",
                                  layout=W.Layout(width="360px"))
         self.build_button = W.Button(description="Build at this layer", icon="plus",
-                                     layout=W.Layout(width="180px"),
                                      tooltip="build the chosen direction at the slider's layer "
                                              "and add it to the session")
         self.pairs = W.Textarea(placeholder="your word pairs, e.g. king:queen, man:woman, "
