@@ -11,15 +11,24 @@ import numpy as np
 import pytest
 import torch
 
-from reprlab import Direction, Session, Steer, circular_analysis, datasets, logit_shift, probe_curve
-from reprlab.hooks import hook_count
+from reprlab import (
+    Direction,
+    ModelRef,
+    Session,
+    Steer,
+    circular_analysis,
+    datasets,
+    logit_shift,
+    probe_curve,
+)
 
 # --- kernel --------------------------------------------------------------------------------
 
 S = Session.tiny(seed=5)
 D = Direction("keep", torch.randn(S.width), 2, "test")
 ACTS = S.activations(["a b", "c d", "e f", "g h"], progress=False)
-FOREIGN = Direction("foreign", torch.randn(7), 2, "test", model="another-model")
+FOREIGN = Direction("foreign", torch.randn(7), 2, "test",
+                    source=ModelRef("another-model", "f0f0", 7, 4))
 OTHER = Session.tiny(seed=6)  # same width, other weights
 ALIEN = Direction.mean_difference(OTHER.activations(["a", "b"], progress=False),
                                   OTHER.activations(["c", "d"], progress=False), 2, name="alien")
@@ -58,11 +67,11 @@ KERNEL_CASES = {
     "unembedding direction read without a layer": (lambda: UNEMBEDDING.project(ACTS),
                                                    "pass layer="),
     "unembedding direction read without a layer or session": (
-        lambda: UNEMBEDDING.project(dataclasses.replace(ACTS, session=None)), "pass layer="),
+        lambda: UNEMBEDDING.project(dataclasses.replace(ACTS, source=None)), "pass layer="),
     "unknown inner product": (lambda: D.project(ACTS, inner="hyperbolic"),
                               "euclidean, standardized, causal"),
     "inner product on hand-made activations": (
-        lambda: D.project(dataclasses.replace(ACTS, session=None), inner="causal"),
+        lambda: D.project(dataclasses.replace(ACTS, source=None), inner="causal"),
         "session.activations"),
     "unknown cycle": (lambda: circular_analysis(S, "weeks"), "available"),
     "template without slot": (lambda: circular_analysis(S, "days", templates=["no slot"]), "'{}'"),
@@ -145,8 +154,10 @@ def test_session_registry_and_cache_survive_the_whole_kernel_sweep():
         with pytest.raises((ValueError, TypeError, KeyError, IndexError, RuntimeError)):
             call()
     assert S.directions.names() == ["keep"] and S.directions["keep"] is D
-    assert S.cache_entries >= cached and hook_count(S.parts) == 0
-    assert S.activations(["a b", "c d", "e f", "g h"], progress=False) is ACTS  # from cache
+    assert S.cache_entries >= cached and S.backend.hook_count() == 0
+    hits = S.cache_hits
+    again = S.activations(["a b", "c d", "e f", "g h"], progress=False)
+    assert torch.equal(again.values, ACTS.values) and S.cache_hits == hits + 1  # from cache
     assert S.generate("x", 3) == S.generate("x", 3)
 
 
@@ -203,7 +214,7 @@ class Snapshot:
     def assert_kept(self):
         s = self.session
         assert {n: s.directions[n] for n in s.directions.names()} == self.directions
-        assert s.cache_entries >= self.cache_entries and hook_count(s.parts) == 0
+        assert s.cache_entries >= self.cache_entries and s.backend.hook_count() == 0
 
 
 def test_probe_curves_bad_inputs(session):
@@ -305,7 +316,7 @@ def test_steering_panel_bad_inputs(session):
     assert "tokens differ" in text_of(w)
     for name in session.directions.names():
         session.directions.remove(name)
-    assert "No direction yet" in text_of(w) and hook_count(session.parts) == 0
+    assert "No direction yet" in text_of(w) and session.backend.hook_count() == 0
 
 
 def test_views_show_export_errors_before_they_have_a_result(session, tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from reprlab import Direction, Session, Steer
+from reprlab import Direction, ModelRef, Session, Steer
 from reprlab.direction_files import save_directions
-from reprlab.steering import residual_vector
+from reprlab.geometry import residual_vector
 
 
 def build(session: Session, layer: int, name: str) -> Direction:
@@ -19,14 +19,14 @@ def build(session: Session, layer: int, name: str) -> Direction:
     neg = session.activations(["bad pain", "awful loss"], progress=False)
     d = Direction.mean_difference(pos, neg, layer, name=name)
     return Direction(d.name, d.vector, d.layer, d.method, info={"n": np.int64(2), "t": (1, 2)},
-                     model=d.model, fingerprint=d.fingerprint)
+                     source=d.source)
 
 
 def test_registry_saved_and_loaded_in_a_new_session_is_bit_identical(tmp_path):
     s = Session.tiny(seed=0)
     s.directions.add(build(s, 2, "mood"))
     u = Direction("gender", torch.randn(s.width), None, "counterfactual", space="unembedding",
-                  model=s.name, fingerprint=s.fingerprint)
+                  source=s.ref)
     s.directions.add(u)
     path = s.directions.save(tmp_path / "registry.safetensors")
 
@@ -56,8 +56,8 @@ def test_file_is_safetensors_with_json_metadata_and_no_pickle(tmp_path):
 
 def test_loading_onto_another_width_is_an_error_and_adds_nothing(tmp_path):
     s = Session.tiny(seed=0)
-    narrow = Direction("narrow", torch.randn(32), 2, "test", model="a-32-wide-model",
-                       fingerprint="0123abcd")
+    narrow = Direction("narrow", torch.randn(32), 2, "test",
+                       source=ModelRef("a-32-wide-model", "0123abcd", 32, 4))
     s.directions.add(build(s, 2, "mood"))
     path = save_directions(tmp_path / "mixed.safetensors", [*s.directions, narrow])
     other = Session.tiny(seed=0)
@@ -69,11 +69,15 @@ def test_loading_onto_another_width_is_an_error_and_adds_nothing(tmp_path):
     assert Direction.load(tmp_path / "narrow.safetensors").width == 32  # without a session
 
 
-def test_loading_onto_other_weights_of_the_same_width_warns_and_adopts(tmp_path):
+def test_loading_onto_other_weights_is_refused_unless_adopted_on_purpose(tmp_path):
     s, other = Session.tiny(seed=0), Session.tiny(seed=1)
     path = build(s, 2, "mood").save(tmp_path / "mood.safetensors")
-    with pytest.warns(UserWarning, match="saved from tiny-llama-seed0 .* may not transfer"):
-        (d,) = other.directions.load(path)
+    with pytest.raises(ValueError, match="another model .*adopt=True"):
+        other.directions.load(path)
+    with pytest.raises(ValueError, match="another model .*adopt=True"):
+        Direction.load(path, session=other)
+    assert len(other.directions) == 0
+    (d,) = other.directions.load(path, adopt=True)
     assert d.fingerprint == other.fingerprint and "mood" in other.directions
 
 
@@ -112,7 +116,8 @@ def read_gguf(path):
 def test_gguf_export_reads_back_as_a_llama_cpp_control_vector(tmp_path):
     s = Session.tiny(seed=0)
     d = build(s, 2, "mood")
-    path = d.export_gguf(tmp_path / "mood.gguf", s, layers=[2, 3, 4])
+    sites = ["blocks.1.resid_post", "blocks.2.resid_post", "blocks.3.resid_post"]
+    path = d.export_gguf(tmp_path / "mood.gguf", s, sites=sites)
     fields, tensors = read_gguf(path)
     assert fields["general.architecture"] == "controlvector"
     assert fields["controlvector.model_hint"] == "llama"
@@ -120,15 +125,38 @@ def test_gguf_export_reads_back_as_a_llama_cpp_control_vector(tmp_path):
     # llama.cpp adds direction.k to the output of block k (0-based) = hidden state k + 1
     assert sorted(tensors) == ["direction.1", "direction.2", "direction.3"]
     unit = residual_vector(s, d).numpy()
-    for layer in (2, 3, 4):
-        v = tensors[f"direction.{layer - 1}"]
+    for k, site in enumerate(sites, 1):
+        v = tensors[f"direction.{k}"]
         assert v.dtype == np.float32 and v.shape == (s.width,)
-        np.testing.assert_allclose(v, unit * Steer(d, layer=layer, alpha=1).unit(s), rtol=1e-6)
+        np.testing.assert_allclose(v, unit * Steer(d, site=site, alpha=1).unit(s), rtol=1e-6)
+    # layers= is sugar for the same sites where hidden states exist (2, 3 -> blocks 1, 2)
+    by_layer = read_gguf(d.export_gguf(tmp_path / "l.gguf", s, layers=[2, 3]))[1]
+    for k in (1, 2):
+        np.testing.assert_array_equal(by_layer[f"direction.{k}"], tensors[f"direction.{k}"])
+
+
+def test_gguf_round_trip_gives_back_the_direction_sites_and_strengths(tmp_path):
+    s = Session.tiny(seed=0)
+    d = build(s, 2, "mood")
+    sites = ["blocks.1.resid_post", "blocks.3.resid_post"]
+    back = Direction.import_gguf(d.export_gguf(tmp_path / "m.gguf", s, sites=sites), s)
+    assert [b.info["llama_cpp_block"] for b in back] == [1, 3]
+    assert (back[0].layer, back[0].site) == (2, None)  # hidden state 2
+    assert (back[1].layer, back[1].site) == (None, "blocks.3.resid_post")  # before the norm
+    for b in back:
+        assert torch.allclose(b.vector, residual_vector(s, d).cpu(), atol=1e-6)
+        assert b.info["scale"] == pytest.approx(1.0, rel=1e-5)  # exported at alpha 1
+
+
+def test_gguf_export_after_the_final_norm_is_refused_with_the_site_to_use(tmp_path):
+    s = Session.tiny(seed=0)
+    with pytest.raises(ValueError, match="after the final norm.*blocks.3.resid_post"):
+        build(s, 4, "late").export_gguf(tmp_path / "x.gguf", s)
 
 
 def test_gguf_export_refuses_layers_llama_cpp_cannot_take(tmp_path):
     s = Session.tiny(seed=0)
-    with pytest.raises(ValueError, match="start at hidden state 2"):
+    with pytest.raises(ValueError, match="start at the output of block 1 .hidden state 2"):
         build(s, 1, "early").export_gguf(tmp_path / "x.gguf", s)
     u = Direction("u", torch.randn(s.width), None, "t", space="unembedding")
     with pytest.raises(ValueError, match="pass layer="):

@@ -72,7 +72,6 @@ def _steer(session, alpha=4.0):
 def test_abandoned_steered_stream_keeps_no_hook_and_no_lock(tiny):
     import threading
 
-    from reprlab.hooks import hook_count
 
     plain = tiny.generate("the cat", 10)
     it = tiny.stream("the cat", 20, steer=_steer(tiny))
@@ -81,7 +80,7 @@ def test_abandoned_steered_stream_keeps_no_hook_and_no_lock(tiny):
             raise ValueError("user code failed")
     except ValueError:
         pass
-    assert hook_count(tiny.parts) == 0
+    assert tiny.backend.hook_count() == 0
     got = []
 
     def other_thread():

@@ -41,7 +41,8 @@ def planted_session(d=48, concept_strength=3.0, seed=0):
     concept = torch.randn(d, generator=g)
     gamma[60:120] = gamma[:60] + concept_strength * concept / concept.norm() * 3 \
         + 0.3 * torch.randn(60, d, generator=g)
-    session = SimpleNamespace(tokenizer=WordTokenizer(), parts=SimpleNamespace(unembedding=gamma),
+    session = SimpleNamespace(tokenizer=WordTokenizer(),
+                              backend=SimpleNamespace(unembedding=gamma),
                               width=d, n_blocks=2)
     session.geometry = Geometry(session)
     pairs = [(WORDS[i], WORDS[60 + i]) for i in range(60)]
@@ -80,7 +81,7 @@ def test_split_half_directions_agree_with_counterfactual_cosine():
     from reprlab import Direction
 
     session, pairs = planted_session()
-    gamma = session.parts.unembedding
+    gamma = session.backend.unembedding
     half_a = Direction("a", (gamma[60:90] - gamma[:30]).mean(0), None, "t", space="unembedding")
     half_b = Direction("b", (gamma[90:120] - gamma[30:60]).mean(0), None, "t",
                        space="unembedding")

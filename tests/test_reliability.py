@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from test_probes import make_acts
 
 from reprlab import Direction, Session, Steer, datasets, probe_curve
-from reprlab.hooks import hook_count
 
 SESSION = Session.tiny(seed=11)
 words = st.text(alphabet="abcdefgh ", min_size=1, max_size=12).filter(lambda t: t.strip())
@@ -59,7 +58,7 @@ def test_keyboard_interrupt_during_extraction_leaves_no_hooks_and_no_cache_entry
 
     with pytest.raises(KeyboardInterrupt):
         s.activations(["ab", "cd", "ef"], batch_size=1, progress=interrupt)
-    assert calls == [1] and hook_count(s.parts) == 0 and s.cache_entries == 0
+    assert calls == [1] and s.backend.hook_count() == 0 and s.cache_entries == 0
     assert s.activations(["ab"]).values.shape[1] == 1
 
 
@@ -91,7 +90,7 @@ def test_concurrent_steering_and_extraction_never_interleave_hooks():
         t.join(60)
     assert not errors and len(results) == 15
     assert all(torch.equal(r, clean) for r in results)  # never saw a steering hook
-    assert hook_count(s.parts) == 0
+    assert s.backend.hook_count() == 0
 
 
 def test_session_and_registry_stay_usable_after_bad_calls():
@@ -111,7 +110,7 @@ def test_session_and_registry_stay_usable_after_bad_calls():
     for call in bad_calls:
         with pytest.raises((ValueError, TypeError, KeyError, IndexError)):
             call()
-    assert s.directions.names() == ["keep"] and hook_count(s.parts) == 0
+    assert s.directions.names() == ["keep"] and s.backend.hook_count() == 0
     assert s.generate("x", 3) == s.generate("x", 3)
 
 
@@ -147,7 +146,8 @@ def test_two_widgets_working_at_once_get_the_results_they_would_alone():
         probes.compute()
     steering.wait()
     probes.wait()
-    assert hook_count(s.parts) == 0 and "Error" not in steering.status.value + probes.status.value
+    assert s.backend.hook_count() == 0
+    assert "Error" not in steering.status.value + probes.status.value
     assert np.array_equal(probes.result.scores, probe_alone.scores)
     assert [t.id for t in steering.result.steered] == [t.id for t in steer_alone.steered]
     truth = list(datasets.load("truth").texts)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from reprlab import Direction, Steer, logit_shift
-from reprlab.hooks import hook_count
 from reprlab.steering import alpha_sweep, steering_edits, token_diff
 
 
@@ -49,7 +48,7 @@ def test_ablation_removes_the_direction_at_that_layer(tiny, direction):
 
 def test_positions_new_leaves_the_prompt_untouched(tiny, direction):
     steer = Steer(direction, alpha=1.0, apply_to="new")
-    edit = steering_edits(tiny, steer)[2]
+    edit = steering_edits(tiny, steer)[tiny.site(2)]
     prompt = torch.zeros(1, 5, tiny.width)
     out = edit(prompt)
     assert torch.equal(out[:, :4], prompt[:, :4]) and not torch.equal(out[:, 4], prompt[:, 4])
@@ -59,20 +58,20 @@ def test_positions_new_leaves_the_prompt_untouched(tiny, direction):
 def test_hooks_are_gone_after_an_exception_inside_generation(tiny, direction):
     stream = tiny.stream("hello", max_new_tokens=20, steer=Steer(direction, alpha=1.0))
     next(stream)
-    assert hook_count(tiny.parts) == 0  # hooks are attached only while a token is computed
+    assert tiny.backend.hook_count() == 0  # hooks are attached only while a token is computed
     with pytest.raises(RuntimeError):
         stream.throw(RuntimeError("interrupted"))
-    assert hook_count(tiny.parts) == 0
+    assert tiny.backend.hook_count() == 0
     stopped = list(tiny.stream("hello", max_new_tokens=20, steer=Steer(direction, alpha=1.0),
                                should_stop=lambda: True))
-    assert stopped == [] and hook_count(tiny.parts) == 0
+    assert stopped == [] and tiny.backend.hook_count() == 0
 
 
 def test_closing_a_stream_early_removes_hooks(tiny, direction):
     stream = tiny.stream("hello", max_new_tokens=20, steer=Steer(direction, alpha=1.0))
     next(stream)
     stream.close()
-    assert hook_count(tiny.parts) == 0
+    assert tiny.backend.hook_count() == 0
 
 
 def test_logit_shift_reports_risers_and_fallers(tiny, direction):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from reprlab import Session, store
-from reprlab.hooks import hook_count
 
 TEXTS = [f"sample text number {i} about {w}" for i, w in enumerate(["cats", "rain", "maps"] * 20)]
 
@@ -65,7 +64,7 @@ def test_interrupted_disk_extraction_leaves_no_file_hook_or_cache_entry(store_di
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning):
         s.activations(TEXTS, batch_size=4, memory_budget=1, progress=interrupt)
     gc.collect()
-    assert _files(store_dir) == [] and hook_count(s.parts) == 0 and s.cache_entries == 0
+    assert _files(store_dir) == [] and s.backend.hook_count() == 0 and s.cache_entries == 0
     with pytest.warns(UserWarning):
         assert s.activations(TEXTS[:8], memory_budget=1).on_disk
 
@@ -78,7 +77,7 @@ def test_full_disk_is_a_clear_error_and_the_session_stays_usable(tiny, store_dir
     with pytest.raises(OSError, match=r"needs .* but .* has only 100 B free"), \
             pytest.warns(UserWarning):
         tiny.activations(TEXTS, memory_budget=1)
-    assert tiny.cache_entries == 0 and hook_count(tiny.parts) == 0
+    assert tiny.cache_entries == 0 and tiny.backend.hook_count() == 0
     assert tiny.activations(TEXTS[:3]).values.shape[:2] == (5, 3)
 
 

@@ -13,12 +13,17 @@ torch.Size([2, 1, 64])
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
+
+if __name__ != "reprlab":  # e.g. `import toolkit` from the repository root
+    raise ImportError(
+        f"the kernel folder was imported as {__name__!r}: import it as `reprlab` (install the "
+        "project with `make venv` or `pip install -e .`); a second copy under another name "
+        "would hold classes that are not reprlab's")
 
 from . import datasets
 from .activations import Activations
 from .circular import CircularAnalysis, CircularityStats, circular_analysis, load_cycle
-from .directions import Direction, DirectionRegistry
+from .directions import Direction
 from .geometry import (
     ConceptReadout,
     Projections,
@@ -31,18 +36,17 @@ from .geometry import (
     token_projection,
 )
 from .loading import ModelLoadError
+from .model_ref import ModelRef, check_same_model
 from .pair_stats import PairConsistency, RandomPairNull, pair_consistency, random_pair_null
 from .probes import ProbeCurve, probe_curve
+from .registry import DirectionRegistry
 from .session import Session, SessionInfo
+from .sites import Site
 from .steer_eval import SteeringEffect, TextJudge, fit_judge, steering_effect
 from .steering import AlphaSweep, LogitShift, Steer, Token, alpha_sweep, logit_shift, token_diff
 from .steering_comparison import SteeringComparison, compare_steering
 from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
-
-try:
-    __version__ = version("reprlab")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from .version import __version__ as __version__
 
 
 def __getattr__(name: str):
@@ -75,10 +79,12 @@ __all__ = [
     "Method",
     "Mode",
     "ModelLoadError",
+    "ModelRef",
     "ProbeCurve",
     "Projections",
     "Session",
     "SessionInfo",
+    "Site",
     "SimilarityMatrix",
     "Steer",
     "SteeringComparison",
@@ -86,6 +92,7 @@ __all__ = [
     "Token",
     "TokenProjection",
     "alpha_sweep",
+    "check_same_model",
     "circular_analysis",
     "compare_steering",
     "concept_readout",

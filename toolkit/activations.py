@@ -14,17 +14,19 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .hooks import StopForward, attached
+from .model_ref import ModelRef, live_session
+from .sites import Site
 from .store import is_file_backed
 from .tokens import readable_token
 
 if TYPE_CHECKING:
+    from .backends import Backend
     from .session import Session
 
 Position = str | int
@@ -36,9 +38,11 @@ class Activations:
     """Hidden states ``values[l, i]`` of text ``i`` at hidden state ``layers[l]``.
 
     ``tokens[i]`` is the token row ``i`` was read at and ``positions[i]`` its index in the
-    text's token sequence (``-1`` for ``at="mean"``). ``session`` is the session that made
-    them (None for activations built by hand): projections under "standardized" and "causal"
-    use its geometry, and directions from another model are refused.
+    text's token sequence (``-1`` for ``at="mean"``). ``source`` names the model that made
+    them (None for activations built by hand): a value, not a live session, so activations
+    pickle and never keep a model alive. Projections under "standardized", "whitened" and
+    "causal" find that model's live session from it (:attr:`session`), and directions from
+    another model are refused.
     """
 
     values: torch.Tensor
@@ -47,8 +51,7 @@ class Activations:
     tokens: tuple[str, ...]
     positions: tuple[int, ...]
     at: Position | tuple[Position, ...]
-    model: str = ""
-    session: Session | None = field(default=None, repr=False)
+    source: ModelRef | None = None
 
     def __post_init__(self):
         L, N = self.values.shape[:2]
@@ -63,9 +66,23 @@ class Activations:
         return self.values.shape[-1]
 
     @property
+    def model(self) -> str:
+        """Name of the model that made these ("" if unknown)."""
+        return self.source.name if self.source is not None else ""
+
+    @property
     def fingerprint(self) -> str:
-        """The weights' fingerprint of the session that made these ("" if unknown)."""
-        return self.session.fingerprint if self.session is not None else ""
+        """The weights' fingerprint of the model that made these ("" if unknown)."""
+        return self.source.fingerprint if self.source is not None else ""
+
+    @property
+    def session(self) -> Session | None:
+        """A live session of the model that made these (None if none is loaded)."""
+        return live_session(self.source)
+
+    def copy(self) -> Activations:
+        """The same activations with values in storage of their own."""
+        return replace(self, values=self.values.clone())
 
     @property
     def on_disk(self) -> bool:
@@ -108,8 +125,7 @@ class Activations:
             tokens=tuple(self.tokens[i] for i in keep),
             positions=tuple(self.positions[i] for i in keep),
             at=self.at,
-            model=self.model,
-            session=self.session,
+            source=self.source,
         )
 
     def numpy(self) -> np.ndarray:
@@ -263,11 +279,10 @@ def _whole_word(word: str) -> str:
 
 
 def extract(
-    model: torch.nn.Module,
-    parts,
+    backend: Backend,
     tokenizer,
     texts: list[str],
-    layers: tuple[int, ...],
+    sites: tuple[Site, ...],
     at: Position,
     *,
     batch_size: int,
@@ -277,14 +292,14 @@ def extract(
     out: torch.Tensor | None = None,
     max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, list[_Encoded]]:
-    """Run the model in left-padded batches and read ``layers`` at ``at``.
+    """Run the model in left-padded batches and read the stream at ``sites`` at ``at``.
 
-    Returns values ``[len(layers), len(texts), width]`` of ``dtype`` (float32, or float16 to
+    Returns values ``[len(sites), len(texts), width]`` of ``dtype`` (float32, or float16 to
     halve memory) on the model's device; positions are read in float32 first. With ``out``
     (such as a tensor on disk), batches are written into it instead, in its dtype.
     Batches are formed from texts of similar length to keep padding small. The forward stops
-    at the deepest requested layer, so later blocks and the LM head never run. A text longer
-    than ``max_tokens`` (the model's context) is refused before anything runs.
+    at the deepest site, so later blocks and the LM head never run. A text longer than
+    ``max_tokens`` (the model's context) is refused before anything runs.
     """
     per_text = at if isinstance(at, tuple) else [at] * len(texts)
     encoded = [encode(tokenizer, t, a) for t, a in zip(texts, per_text, strict=True)]
@@ -298,33 +313,31 @@ def extract(
             + (f" (and more than once in {len(repeated) - 1} other texts)" if len(repeated) > 1
                else "") + ": reading its last occurrence; pass a token index to read another",
             stacklevel=4)
-    device = next(model.parameters()).device
-    width = parts.unembedding.shape[-1]
+    device = backend.device
     if out is None:
-        out = torch.empty(len(layers), len(texts), width, dtype=dtype, device=device)
+        out = torch.empty(len(sites), len(texts), backend.width, dtype=dtype, device=device)
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for done, batch in enumerate(batches, 1):
         ids, mask, pos = left_pad([encoded[i].ids for i in batch], pad_id, device)
         read = _position_reader([encoded[i] for i in batch], ids.shape[1])
-        captured = _run_until(model, parts, layers, ids, mask, pos, keep=read)
-        rows = torch.stack([captured[layer] for layer in layers])  # [L, b, D]
+        captured = read_sites(backend, sites, ids, mask, pos, keep=read)
+        rows = torch.stack([captured[where] for where in sites])  # [S, b, D]
         out[:, batch] = rows.to(device=out.device, dtype=out.dtype)
         if progress is not None:
             progress(done, len(batches))
     return out, encoded
 
 
-def extract_tokens(model, parts, tokenizer, text: str, layers: tuple[int, ...],
+def extract_tokens(backend: Backend, tokenizer, text: str, sites: tuple[Site, ...],
                    max_tokens: int | None = None):
-    """All token positions of one unpadded text: values ``[L, T, D]`` and the token strings
+    """All token positions of one unpadded text: values ``[S, T, D]`` and the token strings
     (a byte of a multi-byte character reads as ``<0xE6>``)."""
     ids = tokenizer(text)["input_ids"]
     check_length(len(ids), max_tokens, "the text")
-    device = next(model.parameters()).device
-    input_ids, mask, pos = left_pad([ids], 0, device)
-    captured = _run_until(model, parts, layers, input_ids, mask, pos)
-    values = torch.stack([captured[layer][0] for layer in layers]).float()
+    input_ids, mask, pos = left_pad([ids], 0, backend.device)
+    captured = read_sites(backend, sites, input_ids, mask, pos)
+    values = torch.stack([captured[where][0] for where in sites]).float()
     return values, [readable_token(tokenizer, i) for i in ids]
 
 
@@ -335,28 +348,23 @@ def check_length(n_tokens: int, max_tokens: int | None, what: str) -> None:
                          f"{max_tokens}: shorten it or split it into several texts")
 
 
-def _run_until(model, parts, layers, ids, mask, pos, keep=None) -> dict[int, torch.Tensor]:
-    """One forward pass that records ``layers`` and stops right after the deepest one.
+def read_sites(backend: Backend, sites, ids, mask, pos, keep=None) -> dict[Site, torch.Tensor]:
+    """One forward pass through ``backend`` that records ``sites`` and stops right after the
+    deepest one.
 
     ``keep(hidden)`` reduces each recorded state as soon as it is produced (e.g. to the rows
-    read), so the full ``[b, T, D]`` states of earlier layers can be freed during the pass.
+    read), so the full ``[b, T, D]`` states of earlier sites can be freed during the pass.
     """
-    captured: dict[int, torch.Tensor] = {}
-    deepest = max(layers)
+    captured: dict[Site, torch.Tensor] = {}
 
-    def reader(layer):
+    def reader(where):
         def read(hidden):
-            captured[layer] = hidden if keep is None else keep(hidden)
-            if layer == deepest:
-                raise StopForward
+            captured[where] = hidden if keep is None else keep(hidden)
 
         return read
 
-    with attached(parts, reads={layer: reader(layer) for layer in layers}):
-        try:
-            model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
-        except StopForward:
-            pass
+    backend.run(ids, mask, pos, reads={where: reader(where) for where in sites},
+                stop_after=max(sites))
     return captured
 
 

@@ -140,7 +140,14 @@ class ActivationCache:
 
     def get_tokens(self, text: str, layers: tuple[int, ...]) -> Activations | None:
         """Cached every-token activations of ``text`` (see :meth:`Session.token_activations`)."""
-        return self.get([text], [TOKENS], TOKENS, torch.float32, layers, copy_ok=False)
+        found = self.find([text], [TOKENS], torch.float32, layers)[0]
+        if found is None:
+            return None
+        block = found[0]
+        self._touch(block)
+        self.hits += 1
+        acts = block.acts
+        return acts if acts.layers == layers else acts.select(layers)
 
     def put_tokens(self, acts: Activations) -> None:
         block = _Block(self.fingerprint, torch.float32, acts, {(acts.texts[0], TOKENS): 0})

@@ -33,9 +33,8 @@ import torch
 
 from . import datasets
 from .datasets import Cycle
-from .geometry import check_inner
 from .probe_solvers import fit_ridge, fold_standardization
-from .types import CircularMethod, Inner
+from .types import CircularMethod, Inner, check_inner
 
 if TYPE_CHECKING:
     from .session import Session

@@ -28,26 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .types import Inner
+from . import datasets
+from .model_ref import ModelRef, check_same_model, live_session
+from .pair_stats import cosine_null
+from .sites import Site
+from .types import Inner, check_inner
 
 if TYPE_CHECKING:
     from .activations import Activations
     from .directions import Direction
     from .session import Session
-
-INNER_PRODUCTS = get_args(Inner)
-
-
-def check_inner(inner: Inner) -> Inner:
-    if inner not in INNER_PRODUCTS:
-        choices = ", ".join(INNER_PRODUCTS)
-        raise ValueError(f"unknown inner product {inner!r}; choose from {choices}")
-    return inner
 
 
 @dataclass(frozen=True)
@@ -96,20 +91,42 @@ class Geometry:
         self._scales: dict[int, tuple[torch.Tensor, float, torch.Tensor]] = {}
         self._whitening: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._rows: dict[int, torch.Tensor] = {}
+        self._site_norms: dict[Site, float] = {}
+        self._nulls: dict[tuple, tuple[float, float, str]] = {}
+
+    def clear(self) -> None:
+        """Forget every statistic derived from the weights (after they changed in place);
+        a reference set with :meth:`set_reference` is kept."""
+        self._causal = None
+        for cache in (self._scales, self._whitening, self._rows, self._site_norms,
+                      self._nulls):
+            cache.clear()
 
     @property
     def causal(self) -> CausalWhitening:
         if self._causal is None:
-            self._causal = CausalWhitening.from_unembedding(self.session.parts.unembedding)
+            self._causal = CausalWhitening.from_unembedding(self.session.backend.unembedding)
         return self._causal
 
     def scale(self, layer: int, progress=None) -> torch.Tensor:
         """Per-dimension standard deviation of the reference activations at ``layer``."""
         return self._reference_stats(layer, progress)[0]
 
-    def typical_norm(self, layer: int, progress=None) -> float:
-        """Median L2 norm of the reference activations at ``layer`` (steering's alpha unit)."""
-        return self._reference_stats(layer, progress)[1]
+    def typical_norm(self, where: int | str | Site, progress=None) -> float:
+        """Median L2 norm of the reference texts' stream at ``where`` (a hidden-state index
+        or a site): steering's alpha unit there, measured on the stream an edit at that site
+        changes. Sites without a hidden-state index (the last block's output before the final
+        norm) are read once for this."""
+        s = self.session
+        where = s.site(where)
+        layer = where.hidden_state(s.n_blocks)
+        if layer is not None:
+            return self._reference_stats(layer, progress)[1]
+        if where not in self._site_norms:
+            with s.without_edits():
+                rows = s.read(reference_texts(), [where])[0]
+            self._site_norms[where] = float(rows.norm(dim=-1).median())
+        return self._site_norms[where]
 
     def reference_mean(self, layer: int, progress=None) -> torch.Tensor:
         """Mean of the reference activations at ``layer`` (the default projection origin)."""
@@ -134,11 +151,8 @@ class Geometry:
         if layer not in self._scales:
             ref = self._reference
             if ref is None:
-                from . import datasets
-
-                texts = list(datasets.load("sentiment").texts) + list(datasets.load("truth").texts)
                 with self.session.without_edits():  # statistics of the unedited model
-                    ref = self.session.activations(texts, progress=progress)
+                    ref = self.session.activations(reference_texts(), progress=progress)
             for i, lay in enumerate(ref.layers):
                 rows = ref.values[i].float()
                 sd = rows.std(0)
@@ -153,9 +167,7 @@ class Geometry:
     def set_reference(self, acts) -> None:
         """Use ``acts`` (all layers you need) for standardized scales and typical norms."""
         self._reference = acts
-        self._scales.clear()
-        self._whitening.clear()
-        self._rows.clear()
+        self.clear()
 
     def residual_map(self, inner: Inner, layer: int, progress=None):
         """Function mapping residual vectors ``[..., D]`` at ``layer`` into the analysis space."""
@@ -184,15 +196,49 @@ class Geometry:
         scale = self.scale(self.session.n_blocks, progress)
         return lambda u: u.float().to(scale) * scale
 
-    def direction_vector(self, direction: Direction, inner: Inner, progress=None) -> torch.Tensor:
-        """``direction`` mapped into the analysis space and normalized there."""
-        s = self.session
-        direction.check_fits(s.width, getattr(s, "fingerprint", ""), getattr(s, "name", ""))
+    def direction_vector(self, direction: Direction, inner: Inner, progress=None, *,
+                         layer: int | None = None) -> torch.Tensor:
+        """``direction`` mapped into the analysis space and normalized there. A residual
+        direction maps with the geometry of ``layer`` (default its own): the layer whose rows
+        it is compared with, so one number never mixes two layers' geometries."""
+        direction.check_fits(self.session)
         if direction.space == "unembedding":
             v = self.unembedding_map(inner, progress)(direction.vector)
         else:
-            v = self.residual_map(inner, direction.reading_layer(), progress)(direction.vector)
+            at = direction.reading_layer(layer)
+            v = self.residual_map(inner, at, progress)(direction.vector)
         return v / v.norm()
+
+    def cosine_null(self, directions: Sequence[Direction], inner: Inner
+                    ) -> tuple[float, float, str]:
+        """:func:`~reprlab.pair_stats.cosine_null` for directions like these, computed once
+        per inner product, space and layer (it is seeded, so a cached value is exact)."""
+        first = directions[0]
+        key = (inner, first.space, first.layer)
+        if key not in self._nulls:
+            self._nulls[key] = cosine_null(self.session, directions, inner)
+        return self._nulls[key]
+
+
+def reference_texts() -> list[str]:
+    """The default reference set: the built-in sentiment and truth texts (standardized scales,
+    whitening, typical norms and the projection origin are measured on them)."""
+    return list(datasets.load("sentiment").texts) + list(datasets.load("truth").texts)
+
+
+def residual_vector(session: Session, direction: Direction) -> torch.Tensor:
+    """Unit residual-stream vector for ``direction`` (what steering adds).
+
+    An unembedding-space direction is mapped to the residual stream by the causal inner
+    product's Riesz map ``Cov(gamma)^-1 u`` (Park et al.), the vector that raises the concept's
+    logits most per unit of causal norm.
+    """
+    direction.check_fits(session)
+    v = direction.vector.to(session.device)
+    if direction.space == "unembedding":
+        causal = session.geometry.causal
+        v = v @ (causal.whiten @ causal.whiten).to(v)
+    return v / v.norm()
 
 
 
@@ -227,15 +273,32 @@ def project(session: Session, direction: Direction, acts: Activations,
     have the same sign).
     """
     layer = direction.reading_layer(layer)
-    if acts.fingerprint and acts.fingerprint != session.fingerprint:
-        raise ValueError(f"these activations come from {acts.model!r}, not from this session's "
-                         f"model {session.name!r}: extract them with this session")
+    check_same_model(acts, session, what="these activations")
     rows = acts.layer(layer).float()
     geometry = session.geometry
     if center:
         rows = rows - geometry.reference_mean(layer, progress).to(rows.device)
-    v = geometry.direction_vector(direction, inner, progress)
+    v = geometry.direction_vector(direction, inner, progress, layer=layer)
     return geometry.residual_map(inner, layer, progress)(rows) @ v.to(rows.device)
+
+
+def project_activations(direction: Direction, acts: Activations, inner: Inner = "euclidean",
+                        layer: int | None = None) -> torch.Tensor:
+    """:func:`project` with the session found from ``acts.source`` (what
+    :meth:`Direction.project` calls); Euclidean projections need no session."""
+    session = live_session(acts.source)
+    if session is not None:
+        return project(session, direction, acts, inner, layer)
+    if inner != "euclidean":
+        why = ("these were built by hand" if acts.source is None else
+               f"no session of {acts.model!r} (fingerprint {acts.fingerprint}) is loaded")
+        raise ValueError(
+            f"inner={inner!r} needs the geometry of the model that made the activations, and "
+            f"{why}: make them with session.activations(...), or call "
+            f"reprlab.geometry.project(session, direction, acts, inner)")
+    at = direction.reading_layer(layer)
+    direction.check_fits(acts.source or ModelRef("", "", acts.width, 0))
+    return acts.layer(at).float() @ direction.vector.to(acts.values.device)
 
 
 def cosine(session: Session, d1: Direction, d2: Direction, inner: Inner = "euclidean") -> float:
@@ -278,11 +341,7 @@ def similarity_matrix(session: Session, directions: Sequence[Direction],
     g = session.geometry
     vectors = torch.stack([g.direction_vector(d, inner) for d in directions])
     values = (vectors @ vectors.T).clamp(-1, 1).cpu().numpy()
-    baseline = (None, None, "")
-    if null:
-        from .pair_stats import cosine_null
-
-        baseline = cosine_null(session, directions, inner)
+    baseline = g.cosine_null(directions, inner) if null else (None, None, "")
     return SimilarityMatrix(tuple(d.name for d in directions), values, inner, *baseline)
 
 

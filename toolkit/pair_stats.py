@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .geometry import check_inner
-from .types import Inner
+from .tokens import word_token_ids
+from .types import Inner, check_inner
 
 if TYPE_CHECKING:
     from .session import Session
@@ -39,17 +39,12 @@ def pair_token_ids(session: Session, pairs: Sequence) -> tuple[np.ndarray, list[
     pairs = list(pairs.pairs if hasattr(pairs, "pairs") else pairs)
     ids, skipped = [], []
     for a, b in pairs:
-        ta, tb = (_space_token(session.tokenizer, w) for w in (a, b))
+        ta, tb = word_token_ids(session.tokenizer, (a, b))
         if ta is None or tb is None:
             skipped.append((a, b))
         else:
             ids.append((ta, tb))
     return np.array(ids, dtype=np.int64).reshape(-1, 2), skipped
-
-
-def _space_token(tokenizer, word: str) -> int | None:
-    ids = tokenizer(" " + word.strip(), add_special_tokens=False)["input_ids"]
-    return ids[0] if len(ids) == 1 else None
 
 
 def word_pool(session: Session) -> np.ndarray:
@@ -58,7 +53,7 @@ def word_pool(session: Session) -> np.ndarray:
     cached = getattr(session, "_pair_word_pool", None)
     if cached is None:
         tok = session.tokenizer
-        vocab = min(len(tok), session.parts.unembedding.shape[0])
+        vocab = min(len(tok), session.backend.unembedding.shape[0])
         words = tok.batch_decode([[i] for i in range(vocab)])
         cached = np.array([i for i, w in enumerate(words) if WORD.match(w)], dtype=np.int64)
         session._pair_word_pool = cached
@@ -67,7 +62,7 @@ def word_pool(session: Session) -> np.ndarray:
 
 def _differences(session: Session, ids: np.ndarray, inner: Inner) -> torch.Tensor:
     """Unembedding differences ``gamma(b) - gamma(a)`` mapped into ``inner``'s space."""
-    gamma = session.parts.unembedding.detach()
+    gamma = session.backend.unembedding.detach()
     idx = torch.as_tensor(ids, device=gamma.device)
     diffs = (gamma[idx[:, 1]] - gamma[idx[:, 0]]).float()
     return session.geometry.unembedding_map(inner)(diffs)

@@ -27,6 +27,7 @@ import torch
 
 from .activations import Activations
 from .checks import as_float, as_int, as_seed
+from .model_ref import ModelRef
 from .probe_solvers import (
     Fit,
     FoldStats,
@@ -76,9 +77,16 @@ class ProbeCurve:
     p_values: np.ndarray | None = None
     regularization: float = 0.0
     seed: int = 0
-    model: str = ""
     texts: tuple[str, ...] = ()
-    fingerprint: str = ""  # of the session that made the activations ("" if unknown)
+    source: ModelRef | None = None  # the model that made the activations (None if unknown)
+
+    @property
+    def model(self) -> str:
+        return self.source.name if self.source is not None else ""
+
+    @property
+    def fingerprint(self) -> str:
+        return self.source.fingerprint if self.source is not None else ""
 
     @property
     def spread(self) -> np.ndarray:
@@ -339,9 +347,8 @@ def probe_curve(
         p_values=p_values,
         regularization=reg,
         seed=seed,
-        model=acts.model,
         texts=acts.texts,
-        fingerprint=acts.fingerprint,
+        source=acts.source,
     )
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from . import hooks as _hooks
 from .activations import (
     Activations,
     Position,
@@ -27,12 +26,15 @@ from .activations import (
     position_key,
     validate_texts,
 )
-from .architecture import find_parts
+from .backends import EditFn, LocalBackend, ReadFn
 from .cache import ActivationCache, assemble, disk_store_if_over, over_budget
 from .checks import as_int, as_seed
-from .directions import DirectionRegistry
 from .geometry import Geometry
 from .loading import load_model
+from .model_ref import ModelRef, register_live
+from .registry import DirectionRegistry
+from .sites import Site, site
+from .steering import stream
 from .store import default_budget
 from .tiny import build_tiny
 
@@ -71,7 +73,13 @@ class Session:
     Wrapping changes the objects you pass, in place: the model is moved to ``device`` (default
     cuda if available, else cpu), put in eval mode, and its parameters get
     ``requires_grad=False``; the tokenizer pads on the left, and gets its EOS token as pad
-    token if it had none. Hooks are attached only inside :meth:`hooks` and steered calls.
+    token if it had none. Every forward goes through :attr:`backend`, the one seam to the
+    model; hooks are attached only inside :meth:`hooks` and steered calls.
+
+    :attr:`fingerprint` covers every parameter tensor and follows in-place edits of the
+    weights (``with torch.no_grad(): p.add_(1)``): activations cached before an edit are
+    not returned after it. An edit through ``p.data`` bypasses torch's version counters;
+    call :meth:`refresh_fingerprint` after one.
 
     >>> s = Session(model, tokenizer, name="my-model")      # doctest: +SKIP
     """
@@ -81,20 +89,22 @@ class Session:
         self.model = model.to(device).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
-        self.parts = find_parts(self.model)
+        self.backend = LocalBackend(self.model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.lock = threading.RLock()  # one forward pass at a time on this model
-        self.fingerprint = _fingerprint(self.model, name)
+        self._weights_version = _weights_version(self.model)
+        self._fingerprint = weights_fingerprint(self.model, name)
         self.directions = DirectionRegistry(self)  # shared by every widget on this session
         self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
         # per text (see ``activations``); RAM held by cached activations stays within the
         # memory budget, so views that each cache their data never add up past it
-        self.cache = ActivationCache(self.fingerprint,
+        self.cache = ActivationCache(self._fingerprint,
                                      ram_limit=min(ActivationCache.RAM_LIMIT, default_budget()))
         self._edits = 0  # depth of hooks(edits=...): activations under edits skip the cache
         self.model_calls = 0
+        register_live(self)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -125,8 +135,40 @@ class Session:
     # -- description --------------------------------------------------------------------------
 
     @property
+    def parts(self):
+        """The model's blocks, final norm and LM head, as the backend found them."""
+        return self.backend.parts
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the current weights: a hash of the name, the config and every
+        parameter tensor, recomputed when torch's version counters show an in-place edit."""
+        if _weights_version(self.model) != self._weights_version:
+            self.refresh_fingerprint()
+        return self._fingerprint
+
+    def refresh_fingerprint(self) -> str:
+        """Recompute :attr:`fingerprint` from the weights now; when it changed, cached
+        activations and reference statistics (which describe the old weights) are dropped."""
+        with self.lock:
+            self._weights_version = _weights_version(self.model)
+            new = weights_fingerprint(self.model, self.name)
+            if new != self._fingerprint:
+                self._fingerprint = new
+                self.cache.clear()
+                self.cache.fingerprint = new
+                self.geometry.clear()
+        return self._fingerprint
+
+    @property
+    def ref(self) -> ModelRef:
+        """An immutable reference to this model (name, fingerprint, width, blocks): what
+        results carry instead of the session."""
+        return ModelRef(self.name, self.fingerprint, self.width, self.n_blocks)
+
+    @property
     def n_blocks(self) -> int:
-        return len(self.parts.blocks)
+        return self.backend.n_blocks
 
     @property
     def layers(self) -> list[int]:
@@ -135,7 +177,7 @@ class Session:
 
     @property
     def width(self) -> int:
-        return self.parts.unembedding.shape[-1]
+        return self.backend.width
 
     @property
     def context_length(self) -> int | None:
@@ -149,7 +191,7 @@ class Session:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.backend.device
 
     @property
     def info(self) -> SessionInfo:
@@ -158,7 +200,7 @@ class Session:
             name=self.name,
             blocks=self.n_blocks,
             width=self.width,
-            vocab=self.parts.unembedding.shape[0],
+            vocab=self.backend.unembedding.shape[0],
             params=sum(q.numel() for q in self.model.parameters()),
             device=str(p.device),
             dtype=str(p.dtype).replace("torch.", ""),
@@ -195,25 +237,36 @@ class Session:
             raise ValueError("layers is empty: pass None for all layers or a list of indices")
         return tuple(sorted(set(out)))
 
+    def site(self, spec: Site | int | str) -> Site:
+        """The :class:`~reprlab.sites.Site` that ``spec`` names: a hidden-state index (one
+        stream for reads and edits alike; ``n_blocks`` is after the final norm), a name such
+        as ``"blocks.5.resid_post"`` or ``"final_norm"``, or a Site.
+
+        >>> s.site(12).name, s.site(30).name          # doctest: +SKIP
+        ('blocks.11.resid_post', 'final_norm')
+        """
+        return site(spec, self.n_blocks)
+
     @contextmanager
     def hooks(
         self,
-        edits: Mapping[int, _hooks.EditFn] | None = None,
-        reads: Mapping[int, _hooks.ReadFn] | None = None,
+        edits: Mapping[Site | int | str, EditFn] | None = None,
+        reads: Mapping[Site | int | str, ReadFn] | None = None,
     ) -> Iterator[Session]:
-        """Temporarily attach hooks by hidden-state index; always removed on exit.
+        """Temporarily attach edits and reads at sites; always removed on exit.
 
-        An edit ``fn(hidden) -> new | None`` changes the residual stream at that layer; a read
-        ``fn(hidden)`` sees the hidden state as ``output_hidden_states`` reports it.
-        Activations computed under edits are neither read from nor stored in the cache, and
-        reference statistics (standardized scales, typical norms) ignore the edits.
+        Keys are sites or hidden-state indices (see :meth:`site`): an edit
+        ``fn(hidden) -> new | None`` changes the stream there, a read ``fn(hidden)`` sees it
+        after any edit at the same site. Activations computed under edits are neither read
+        from nor stored in the cache, and reference statistics (standardized scales, typical
+        norms) ignore the edits.
 
         >>> with s.hooks(edits={6: lambda h: h * 0}):   # doctest: +SKIP
         ...     s.generate("Hello")
         """
-        edits = {self.check_layers(k)[0]: v for k, v in (edits or {}).items()}
-        reads = {self.check_layers(k)[0]: v for k, v in (reads or {}).items()}
-        with self.lock, _hooks.attached(self.parts, edits=edits, reads=reads):
+        edits = {self.site(k): v for k, v in (edits or {}).items()}
+        reads = {self.site(k): v for k, v in (reads or {}).items()}
+        with self.lock, self.backend.attached(edits=edits, reads=reads):
             self._edits += bool(edits)
             try:
                 yield self
@@ -224,7 +277,7 @@ class Session:
     def without_edits(self) -> Iterator[Session]:
         """Pause every edit hook of enclosing :meth:`hooks` blocks (for reference statistics
         such as the standardized scales, which must describe the unedited model)."""
-        with self.lock, _hooks.edits_paused(self.parts):
+        with self.lock, self.backend.edits_paused():
             depth, self._edits = self._edits, 0
             try:
                 yield self
@@ -251,7 +304,9 @@ class Session:
         index (negative allowed), a whole word (the last token of its last occurrence; a
         warning says when a word occurs more than once), or
         a list with one such position per text.
-        Repeated calls with the same texts, layers and position come from an in-memory cache.
+        Repeated calls with the same texts, layers and position come from an in-memory cache;
+        what is returned is a copy the caller owns (editing it in place never changes what
+        later calls get), except a result held on disk (``acts.on_disk``).
         ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
         ``fn(done, total)`` receives batch counts. ``dtype=torch.float16`` stores the result in
         half the memory (kernel functions compute in float32 either way).
@@ -273,7 +328,7 @@ class Session:
             hit = self.cache.get(texts, ats, at, dtype, layers, copy_ok=not over) if cache \
                 else None
             if hit is not None:
-                return hit
+                return _owned(hit)
             found = self.cache.find(texts, ats, dtype, layers) if cache and not over else []
             missing = [i for i, f in enumerate(found) if f is None]
             if found and len(missing) < len(texts):  # run the model on the new texts only
@@ -288,7 +343,26 @@ class Session:
             acts = self._extract_acts(texts, layers, at, batch_size, progress, dtype, out)
             if cache:
                 self.cache.put(acts, ats, dtype)
+                return _owned(acts)
         return acts
+
+    def read(self, texts: Sequence[str], sites: Sequence[Site | int | str],
+             at: Position = "last", *, batch_size: int = 32) -> torch.Tensor:
+        """The stream at ``sites`` (any site, named-only ones included) of ``texts`` read
+        ``at`` one position: float32 values ``[sites, texts, width]``, never cached.
+
+        >>> s.read(["Hello there"], ["blocks.29.resid_post"]).shape    # doctest: +SKIP
+        torch.Size([1, 1, 576])
+        """
+        texts = validate_texts(texts)
+        sites = tuple(self.site(x) for x in sites)
+        with self.lock:
+            self.model_calls += 1
+            values, _ = extract(self.backend, self.tokenizer, texts, sites,
+                                position_key(at, len(texts)), batch_size=batch_size,
+                                pad_id=self.tokenizer.pad_token_id,
+                                max_tokens=self.context_length)
+        return values
 
     def _extract_acts(self, texts, layers, at, batch_size, progress, dtype, out) -> Activations:
         values, encoded = self._extract(texts, layers, at, batch_size, progress, dtype, out)
@@ -299,8 +373,7 @@ class Session:
             tokens=tuple(e.token for e in encoded),
             positions=tuple(e.read_at for e in encoded),
             at=at,
-            model=self.name,
-            session=self,
+            source=self.ref,
         )
 
     def token_activations(
@@ -316,15 +389,17 @@ class Session:
             cache = self._edits == 0
             hit = self.cache.get_tokens(text, layers) if cache else None
             if hit is not None:
-                return hit
+                return _owned(hit)
             self.model_calls += 1
-            values, tokens = extract_tokens(self.model, self.parts, self.tokenizer, text, layers,
+            values, tokens = extract_tokens(self.backend, self.tokenizer, text,
+                                            tuple(self.site(x) for x in layers),
                                             max_tokens=self.context_length)
             n = len(tokens)
             acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
-                               at="tokens", model=self.name, session=self)
+                               at="tokens", source=self.ref)
             if cache:
                 self.cache.put_tokens(acts)
+                return _owned(acts)
         return acts
 
     def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32, out=None):
@@ -342,7 +417,7 @@ class Session:
         self.model_calls += 1
         try:
             return extract(
-                self.model, self.parts, self.tokenizer, texts, layers, at,
+                self.backend, self.tokenizer, texts, tuple(self.site(x) for x in layers), at,
                 batch_size=batch_size, pad_id=self.tokenizer.pad_token_id, progress=report,
                 dtype=dtype, out=out, max_tokens=self.context_length,
             )
@@ -402,8 +477,6 @@ class Session:
     def stream(self, prompt: str, max_new_tokens: int = 40, **options):
         """Like :meth:`generate` but yields :class:`~reprlab.steering.Token` objects as they
         are produced; pass ``should_stop=callable`` to end early (hooks are always removed)."""
-        from .steering import stream
-
         return stream(self, prompt, max_new_tokens=max_new_tokens, **options)
 
 
@@ -411,16 +484,38 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _fingerprint(model: torch.nn.Module, name: str) -> str:
-    """Cheap identity of the weights: name, config, and samples of the first and last tensors."""
+def _owned(acts: Activations) -> Activations:
+    """A copy of cached activations for the caller (one on disk is shared, read it only)."""
+    return acts if acts.on_disk else acts.copy()
+
+
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def weights_fingerprint(model: torch.nn.Module, name: str) -> str:
+    """Identity of the weights: name, config, and for every parameter tensor its name, shape,
+    dtype and the exact integer sum of its bit patterns (any changed value changes it;
+    order-independent, so the same on every machine and thread count). About 50 ms for
+    135M parameters on this kind of CPU."""
     digest = hashlib.sha256(name.encode())
     digest.update(model.config.to_json_string().encode())
-    params = list(model.parameters())
-    for p in (params[0], params[-1]):
-        flat = p.detach().reshape(-1)
-        digest.update(flat[:4096].float().cpu().numpy().tobytes())
-        digest.update(str(float(flat.float().sum())).encode())
+    for pname, p in model.named_parameters():
+        t = p.detach()
+        digest.update(f"{pname}:{tuple(t.shape)}:{t.dtype}".encode())
+        if t.device.type == "meta" or t.numel() == 0:
+            continue
+        bits = t.reshape(-1).view(_BITS[t.element_size()])
+        total = sum(int(chunk.sum(dtype=torch.int64)) for chunk in bits.split(1 << 20))
+        digest.update(str(total).encode())
     return digest.hexdigest()[:16]
+
+
+def _weights_version(model: torch.nn.Module) -> tuple[int, int]:
+    """torch's in-place version counters and storage addresses of the parameters, summed:
+    changes whenever a parameter is edited in place or replaced (cheap to read)."""
+    params = list(model.parameters())
+    return (sum(p._version for p in params),  # noqa: SLF001
+            sum(p.data_ptr() for p in params))
 
 
 __all__ = ["Session", "SessionInfo"]

@@ -21,20 +21,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .directions import Direction
 from .probes import probe_curve
 from .steering import Steer, check_prompt
 
 if TYPE_CHECKING:
     from .datasets import LabelledTexts
-    from .directions import Direction
     from .session import Session
 
 
 def direction_from(session: Session, data: LabelledTexts, layer: int,
                    name: str | None = None) -> Direction:
     """Mean-difference direction (positive minus negative, last token) of labelled texts."""
-    from .directions import Direction
-
     positive = next((c for c in data.classes if c in ("positive", "true")), data.classes[0])
     labels = np.array(data.labels, dtype=object)
     texts = np.array(data.texts, dtype=object)
@@ -102,8 +100,8 @@ def perplexity(session: Session, prompt_ids: Sequence[int], new_ids: Sequence[in
     if not new_ids:
         return float("nan")
     ids = torch.tensor([list(prompt_ids) + list(new_ids)], device=session.device)
-    with session.without_edits(), torch.inference_mode():
-        logits = session.model(input_ids=ids).logits[0].float()
+    with session.without_edits():
+        logits = session.backend.run(ids).logits[0].float()
     start = len(prompt_ids)
     logp = torch.log_softmax(logits[start - 1:-1], -1)
     target = ids[0, start:]

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 from .activations import check_length
 from .checks import as_float, as_int, as_seed
 from .directions import Direction
-from .tokens import readable_token, single_token
+from .geometry import residual_vector
+from .sites import Site
+from .tokens import readable_token, word_token_ids
 from .types import ApplyTo, Mode
 
 MODES = get_args(Mode)
@@ -36,11 +38,15 @@ APPLY_TO = get_args(ApplyTo)
 @dataclass(frozen=True)
 class Steer:
     """One intervention: ``mode="add"`` adds ``alpha`` typical norms along ``direction`` at
-    hidden state ``layer``; ``mode="ablate"`` projects the direction out. ``apply_to="new"``
-    leaves the prompt alone (only the last prompt token and generated tokens are steered).
+    hidden state ``layer`` (or at a named ``site``); ``mode="ablate"`` projects the direction
+    out. ``apply_to="new"`` leaves the prompt alone (only the last prompt token and generated
+    tokens are steered).
 
-    ``layer=None`` means the direction's own layer; after construction ``steer.layer`` is
-    always an int.
+    ``layer`` is sugar for the site of that hidden state, the same stream a read at ``layer``
+    sees (the last one is after the final norm). ``site`` names any site, such as
+    ``"blocks.29.resid_post"`` (the last block's output, before the norm, where llama.cpp
+    edits). With neither, the direction's own place. After construction ``steer.layer`` is
+    an int unless the steer is at a site with no hidden-state index.
 
     >>> Steer(d, alpha=0.25)                     # doctest: +SKIP
     Steer('sentiment@10', layer 10, alpha=+0.25, apply_to=all)
@@ -51,6 +57,7 @@ class Steer:
     alpha: float = 0.0
     mode: Mode = "add"
     apply_to: ApplyTo = "all"
+    site: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.direction, Direction):
@@ -59,7 +66,14 @@ class Steer:
             raise ValueError(f"mode must be 'add' or 'ablate', got {self.mode!r}")
         if self.apply_to not in APPLY_TO:
             raise ValueError(f"apply_to must be 'all' or 'new', got {self.apply_to!r}")
-        object.__setattr__(self, "layer", self.direction.reading_layer(self.layer))
+        if isinstance(self.site, Site):
+            object.__setattr__(self, "site", self.site.name)
+        spec = self.direction.reading_site(self.layer, self.site)
+        if isinstance(spec, str):
+            object.__setattr__(self, "site", spec)
+            object.__setattr__(self, "layer", None)
+        else:
+            object.__setattr__(self, "layer", spec)
         alpha = as_float(self.alpha, "alpha", example=0.5)
         if abs(alpha) > MAX_ALPHA:
             raise ValueError(f"alpha={alpha:g} is not a sensible strength: alpha counts typical "
@@ -67,44 +81,37 @@ class Steer:
                              "(usually below 10) cover every useful steer")
         object.__setattr__(self, "alpha", alpha)
 
+    def where(self, session: Session) -> Site:
+        """The site this steer edits."""
+        return session.site(self.site if self.site is not None else self.layer)
+
     def unit(self, session: Session) -> float:
-        """The length of ``alpha = 1`` at this layer (typical hidden-state norm)."""
-        return session.geometry.typical_norm(session.check_layers(self.layer)[0])
+        """The length of ``alpha = 1``: the median norm of the reference texts' stream at the
+        site this steer edits (:meth:`Geometry.typical_norm`)."""
+        return session.geometry.typical_norm(self.where(session))
 
     def __repr__(self) -> str:
         what = f"alpha={self.alpha:+g}" if self.mode == "add" else "ablate"
         name = self.direction.name
-        return f"Steer({name!r}, layer {self.layer}, {what}, apply_to={self.apply_to})"
+        place = f"layer {self.layer}" if self.site is None else f"site {self.site}"
+        return f"Steer({name!r}, {place}, {what}, apply_to={self.apply_to})"
 
 
-def residual_vector(session: Session, direction: Direction) -> torch.Tensor:
-    """Unit residual-stream vector for ``direction``.
-
-    An unembedding-space direction is mapped to the residual stream by the causal inner
-    product's Riesz map ``Cov(gamma)^-1 u`` (Park et al.), the vector that raises the concept's
-    logits most per unit of causal norm.
-    """
-    direction.check_fits(session.width, session.fingerprint, session.name)
-    v = direction.vector.to(session.device)
-    if direction.space == "unembedding":
-        causal = session.geometry.causal
-        v = v @ (causal.whiten @ causal.whiten).to(v)
-    return v / v.norm()
-
-
-def steering_edits(session: Session, steers: Steer | Sequence[Steer] | None) -> dict[int, Callable]:
-    """Edit functions for :meth:`Session.hooks`, several steers per layer composed in order."""
+def steering_edits(session: Session,
+                   steers: Steer | Sequence[Steer] | None) -> dict[Site, Callable]:
+    """Edit functions by site for :meth:`Session.hooks`, several steers per site composed
+    in order."""
     if steers is None:
         return {}
     steers = [steers] if isinstance(steers, Steer) else list(steers)
-    by_layer: dict[int, list] = {}
+    by_site: dict[Site, list] = {}
     for steer in steers:
         if not isinstance(steer, Steer):
             raise TypeError(f"steer must be a Steer or a list of them, got {steer!r}")
-        layer = session.check_layers(steer.layer)[0]
+        where = steer.where(session)
         vector = residual_vector(session, steer.direction)
-        scale = steer.alpha * session.geometry.typical_norm(layer) if steer.mode == "add" else 0.0
-        by_layer.setdefault(layer, []).append((steer, vector, scale))
+        scale = steer.alpha * steer.unit(session) if steer.mode == "add" else 0.0
+        by_site.setdefault(where, []).append((steer, vector, scale))
 
     def make(items):
         def edit(hidden: torch.Tensor) -> torch.Tensor:
@@ -121,7 +128,7 @@ def steering_edits(session: Session, steers: Steer | Sequence[Steer] | None) -> 
 
         return edit
 
-    return {layer: make(items) for layer, items in by_layer.items()}
+    return {where: make(items) for where, items in by_site.items()}
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -192,8 +199,8 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
         # Hooks (and the session lock) are held only while this token is computed, so a
         # consumer that abandons the iterator leaves nothing attached, and code run between
         # tokens sees the unsteered model.
-        with session.hooks(edits=edits), torch.inference_mode():
-            logits, cache = _next_logits(session.model, step_ids, cache)
+        with session.hooks(edits=edits):
+            logits, cache = session.backend.next_logits(step_ids, cache)
         next_id = _pick(logits, temperature, top_p, generator)
         if next_id == eos:
             return
@@ -211,25 +218,6 @@ def _tokens(session, ids, edits, max_new_tokens, seed, temperature, top_p, shoul
         held = 0
         yield Token(next_id, full[len(text):])
         text = full
-
-
-def _next_logits(model, ids, cache):
-    out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **_cache_kwargs(model, cache))
-    new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    return out.logits[0, -1].float(), new_cache
-
-
-def _cache_kwargs(model, cache) -> dict:
-    if cache is None:
-        return {}
-    name = getattr(model, "_reprlab_cache_kw", None)
-    if name is None:
-        import inspect
-
-        name = "cache" if "cache" in inspect.signature(model.forward).parameters \
-            else "past_key_values"
-        model._reprlab_cache_kw = name
-    return {name: cache}
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator) -> int:
@@ -271,15 +259,20 @@ def next_token_probs(session: Session, prompt: str,
     ids = session.tokenizer(prompt)["input_ids"]
     check_length(len(ids), session.context_length, "the prompt")
     ids = torch.tensor([ids], device=session.device)
-    with session.hooks(edits=steering_edits(session, steer)), torch.inference_mode():
-        logits, _ = _next_logits(session.model, ids, None)
+    with session.hooks(edits=steering_edits(session, steer)):
+        logits, _ = session.backend.next_logits(ids)
     return torch.softmax(logits, -1).cpu()
 
 
 def logit_shift(session: Session, prompt: str, steer: Steer | Sequence[Steer],
-                k: int = 10) -> LogitShift:
-    """How ``steer`` changes the next-token distribution after ``prompt``."""
-    before = next_token_probs(session, prompt)
+                k: int = 10, *, before: torch.Tensor | None = None) -> LogitShift:
+    """How ``steer`` changes the next-token distribution after ``prompt``.
+
+    ``before``: the unsteered distribution of this prompt from an earlier call
+    (``shift.before``), reused instead of recomputed.
+    """
+    if before is None:
+        before = next_token_probs(session, prompt)
     after = next_token_probs(session, prompt, steer)
     delta = after - before
     tok = session.tokenizer
@@ -303,20 +296,15 @@ class AlphaSweep:
 
 
 def word_ids(session: Session, words: Sequence[str]) -> list[int]:
-    """Token id of each word as it appears mid-sentence (" word" if that is one token, else
-    "word" if that is, else the first token of " word")."""
-    ids = []
-    for w in words:
-        single = single_token(session.tokenizer, w.strip())
-        ids.append(single if single is not None else
-                   session.tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"][0])
-    return ids
+    """Token id of each word (:func:`~reprlab.tokens.word_token_ids`; a word of several
+    tokens counts by its first)."""
+    return word_token_ids(session.tokenizer, words, several="first")
 
 
 def alpha_sweep(session: Session, prompts: str | Sequence[str], direction: Direction,
                 alphas: Sequence[float], *, layer: int | None = None,
                 positive: Sequence[str] = (), negative: Sequence[str] = (),
-                mode: Mode = "add") -> AlphaSweep:
+                mode: Mode = "add", site: str | None = None) -> AlphaSweep:
     """Score steering strength: ``log P(positive words) - log P(negative words)`` for the next
     token, averaged over ``prompts``, at each ``alpha``."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -325,13 +313,13 @@ def alpha_sweep(session: Session, prompts: str | Sequence[str], direction: Direc
     pos, neg = word_ids(session, positive), word_ids(session, negative)
     scores = []
     for alpha in alphas:
-        steer = Steer(direction, layer, float(alpha), mode)
+        steer = Steer(direction, layer, float(alpha), mode, site=site)
         values = []
         for prompt in prompts:
             p = next_token_probs(session, prompt, steer)
             values.append(float(p[pos].sum().log() - p[neg].sum().log()))
         scores.append(np.mean(values))
-    unit = Steer(direction, layer, 0.0).unit(session)
+    unit = Steer(direction, layer, 0.0, site=site).unit(session)
     return AlphaSweep(np.asarray(alphas, float), np.array(scores), "log P(pos) - log P(neg)", unit)
 
 

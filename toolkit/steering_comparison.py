@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import torch
+
 from .steering import LogitShift, Steer, Token, logit_shift, token_diff
 
 if TYPE_CHECKING:
@@ -66,20 +68,22 @@ def compare_steering(session: Session, prompt: str, steer: Steer, *,
                      max_new_tokens: int = 40, seed: int = 0, temperature: float = 0.0,
                      top_p: float = 1.0, k: int = 6,
                      baseline: Sequence[Token] | None = None,
+                     before: torch.Tensor | None = None,
                      on_token: Callable[[list[Token], list[bool]], None] | None = None,
                      ) -> SteeringComparison:
     """Generate ``prompt`` unsteered and steered with the same seed and compare them.
 
-    ``baseline``: tokens of an earlier unsteered run with the same settings (reused, not
-    regenerated). ``on_token(tokens, changed)`` sees the steered text grow; an exception it
-    raises stops generation (the hooks are removed).
+    ``baseline``: tokens of an earlier unsteered run with the same settings, and ``before``:
+    the unsteered next-token distribution of this prompt (``comparison.shift.before``), both
+    reused rather than recomputed. ``on_token(tokens, changed)`` sees the steered text grow;
+    an exception it raises stops generation (the hooks are removed).
     """
     options = dict(max_new_tokens=max_new_tokens, seed=seed, temperature=temperature,
                    top_p=top_p)
     if baseline is None:
         baseline = list(session.stream(prompt, **options))
     base_ids = [t.id for t in baseline]
-    shift = logit_shift(session, prompt, steer, k=k)
+    shift = logit_shift(session, prompt, steer, k=k, before=before)
     tokens: list[Token] = []
     with contextlib.closing(session.stream(prompt, steer=steer, **options)) as it:
         for token in it:

@@ -1,22 +1,39 @@
 """Tokenizer helpers shared by the kernel.
 
->>> single_token(session.tokenizer, "king")     # doctest: +SKIP
-10439
+>>> word_token_ids(session.tokenizer, ["king", "queen"])     # doctest: +SKIP
+[10439, 27242]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
 
-def single_token(tokenizer, word: str) -> int | None:
-    """Id of ``word`` as one token mid-sentence (``" word"``), else alone (``"word"``); None if
-    it is more than one token either way."""
-    for form in (" " + word, word):
-        ids = tokenizer(form, add_special_tokens=False)["input_ids"]
-        if len(ids) == 1:
-            return ids[0]
-    return None
+def word_token_ids(tokenizer, words: Sequence[str], *,
+                   several: Literal["none", "first"] = "none") -> list[int | None]:
+    """The token of each word, by one rule used everywhere ("the token of a word"): the word
+    as one token mid-sentence (``" word"``), else alone (``"word"``). A word that is several
+    tokens either way gives None, or with ``several="first"`` the first token of
+    ``" word"`` (for scoring next-token probabilities).
+
+    >>> word_token_ids(tok, ["king", "antidisestablishment"])           # doctest: +SKIP
+    [10439, None]
+    """
+    out: list[int | None] = []
+    for word in words:
+        word = word.strip()
+        found = None
+        for form in (" " + word, word):
+            ids = tokenizer(form, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1:
+                found = ids[0]
+                break
+        if found is None and several == "first":
+            found = tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
+        out.append(found)
+    return out
 
 
 def readable_token(tokenizer, token_id: int) -> str:

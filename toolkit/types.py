@@ -8,11 +8,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 Inner = Literal["euclidean", "standardized", "causal", "whitened"]
 """Inner product on representation space (see :mod:`reprlab.geometry`): "causal" is the
 unembedding-based one (exact only at the last layer), "whitened" is estimated at the layer read."""
+
+INNER_PRODUCTS: tuple[str, ...] = get_args(Inner)
+
+
+def check_inner(inner: Inner) -> Inner:
+    """``inner`` if it names an inner product, else a ValueError listing them."""
+    if inner not in INNER_PRODUCTS:
+        choices = ", ".join(INNER_PRODUCTS)
+        raise ValueError(f"unknown inner product {inner!r}; choose from {choices}")
+    return inner
 
 Mode = Literal["add", "ablate"]
 """What a :class:`~reprlab.steering.Steer` does: add ``alpha`` along a direction, or remove it."""
@@ -29,4 +39,5 @@ CircularMethod = Literal["pca", "umap", "circle_probe"]
 Task = Literal["auto", "classification", "regression"]
 """What a probe predicts: classes (logistic) or numbers (ridge); "auto" decides from labels."""
 
-__all__ = ["ApplyTo", "CircularMethod", "Inner", "Method", "Mode", "Task"]
+__all__ = ["INNER_PRODUCTS", "ApplyTo", "CircularMethod", "Inner", "Method", "Mode", "Task",
+           "check_inner"]

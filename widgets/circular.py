@@ -10,7 +10,8 @@ import threading
 import ipywidgets as W
 
 from reprlab.circular import circular_analysis, load_cycle, warm_umap
-from reprlab.geometry import INNER_PRODUCTS, inner_note
+from reprlab.geometry import inner_note
+from reprlab.types import INNER_PRODUCTS
 
 from .base import View, pick_layer
 from .figures import circular_scatter, circularity_curve, layer_marker

@@ -10,7 +10,8 @@ import re
 import ipywidgets as W
 
 from reprlab import Direction, datasets
-from reprlab.geometry import INNER_PRODUCTS, ConceptReadout, concept_readout, inner_note
+from reprlab.geometry import ConceptReadout, concept_readout, inner_note
+from reprlab.types import INNER_PRODUCTS
 
 from .base import View, registry_target
 from .figures import projection_histogram, similarity_heatmap, token_html

@@ -125,13 +125,14 @@ class SteeringPanel(View):
         key = (prompt, tuple(sorted(options.items())))
         last = self.result
         baseline = last.baseline if last is not None and self._key_of(last) == key else None
+        before = last.shift.before if last is not None and last.prompt == prompt else None
 
         def work(progress):
             def on_token(tokens, changed):  # raises Superseded once a newer setting came in
                 progress(len(tokens), options["max_new_tokens"], (tokens, changed))
 
             return compare_steering(self.session, prompt, steer, k=6, baseline=baseline,
-                                    on_token=on_token, **options)
+                                    before=before, on_token=on_token, **options)
 
         def preview(partial):
             tokens, changed = partial

@@ -1,0 +1,89 @@
+"""Provenance as a value: which model a result, a direction or activations came from.
+
+Results never hold a live session (an RLock, the model, the tokenizer): they hold a
+:class:`ModelRef`, an immutable record of the model's name, weights fingerprint, width and
+number of blocks. It pickles, never keeps a model alive, and one function,
+:func:`check_same_model`, decides whether two things belong together.
+
+Calls that need the model's geometry resolve a live session from the reference
+(:func:`live_session`): any session in this process whose current weights have that
+fingerprint.
+
+>>> a = ModelRef("m", "abc", width=64, blocks=4)
+>>> check_same_model(a, ModelRef("m", "abc", 64, 4))
+>>> check_same_model(a, ModelRef("other", "def", 64, 4), what="direction 'x'")
+Traceback (most recent call last):
+...
+ValueError: direction 'x' comes from another model (m, fingerprint abc) than this one ...
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Name, weights fingerprint, residual width and block count of a model."""
+
+    name: str
+    fingerprint: str
+    width: int
+    blocks: int
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+
+def ref_of(thing: Any) -> ModelRef | None:
+    """The model reference of a ModelRef, a session (``.ref``) or a result (``.source``)."""
+    if thing is None or isinstance(thing, ModelRef):
+        return thing
+    ref = getattr(thing, "source", None)
+    if isinstance(ref, ModelRef) or ref is None and hasattr(thing, "source"):
+        return ref
+    ref = getattr(thing, "ref", None)
+    return ref if isinstance(ref, ModelRef) else None
+
+
+def check_same_model(a: Any, b: Any, *, what: str = "this") -> None:
+    """Raise a clear error unless ``a`` and ``b`` (ModelRefs, sessions or results) come from
+    the same model. Unknown provenance on either side is not checked; another width is
+    always an error; another fingerprint is an error (adopt a direction on purpose with
+    :meth:`Direction.adopted_by`)."""
+    ra, rb = ref_of(a), ref_of(b)
+    if ra is None or rb is None:
+        return
+    if ra.width != rb.width:
+        raise ValueError(
+            f"{what} has {ra.width} dims but the residual stream here has {rb.width}: it comes "
+            f"from another model ({ra.name or 'unknown'}); rebuild it on this model")
+    if ra.fingerprint and rb.fingerprint and ra.fingerprint != rb.fingerprint:
+        raise ValueError(
+            f"{what} comes from another model ({ra.name or 'unknown'}, fingerprint "
+            f"{ra.fingerprint}) than this one ({rb.name or 'unknown'}, {rb.fingerprint}): "
+            "rebuild it on this model, or adopt it on purpose (d.adopted_by(session))")
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def register_live(session: Any) -> None:
+    """Make ``session`` findable by :func:`live_session` while it is alive."""
+    _LIVE.add(session)
+
+
+def live_session(ref: ModelRef | None, prefer: Any = None) -> Any:
+    """A live session whose current weights match ``ref`` (``prefer`` first), or None."""
+    if ref is None or not ref.fingerprint:
+        return None
+    candidates = ([prefer] if prefer is not None else []) + list(_LIVE)
+    for session in candidates:
+        if session.fingerprint == ref.fingerprint:
+            return session
+    return None
+
+
+__all__ = ["ModelRef", "check_same_model", "live_session", "ref_of", "register_live"]
