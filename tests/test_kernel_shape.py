@@ -141,9 +141,8 @@ def test_an_in_place_weight_edit_changes_the_fingerprint_and_the_cache_answers_a
     calls = s.model_calls
     with torch.no_grad():
         s.parts.blocks[1].mlp.down_proj.weight.mul_(3.0)  # a middle layer
-    assert s.fingerprint != fp
-    after = s.activations(texts, progress=False)
-    assert s.model_calls == calls + 1
+    after = s.activations(texts, progress=False)  # noticed without asking for the fingerprint
+    assert s.model_calls == calls + 1 and s.fingerprint != fp
     assert not torch.allclose(after.values[2:], before.values[2:])
     with pytest.raises(ValueError, match="another model"):
         Direction.mean_difference(before, after, 2)

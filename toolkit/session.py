@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,7 +30,7 @@ from .cache import ActivationCache, assemble, disk_store_if_over, over_budget
 from .checks import as_int, as_seed
 from .geometry import Geometry
 from .loading import load_model
-from .model_ref import ModelRef, register_live
+from .model_ref import ModelRef, register_live, weights_fingerprint, weights_version
 from .registry import DirectionRegistry
 from .sites import Site, site
 from .steering import stream
@@ -94,7 +93,7 @@ class Session:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.lock = threading.RLock()  # one forward pass at a time on this model
-        self._weights_version = _weights_version(self.model)
+        self._weights_version = weights_version(self.model)
         self._fingerprint = weights_fingerprint(self.model, name)
         self.directions = DirectionRegistry(self)  # shared by every widget on this session
         self.geometry = Geometry(self)  # inner products; causal whitening computed on first use
@@ -143,15 +142,18 @@ class Session:
     def fingerprint(self) -> str:
         """Identity of the current weights: a hash of the name, the config and every
         parameter tensor, recomputed when torch's version counters show an in-place edit."""
-        if _weights_version(self.model) != self._weights_version:
+        if self._weights_changed():
             self.refresh_fingerprint()
         return self._fingerprint
+
+    def _weights_changed(self) -> bool:
+        return weights_version(self.model) != self._weights_version
 
     def refresh_fingerprint(self) -> str:
         """Recompute :attr:`fingerprint` from the weights now; when it changed, cached
         activations and reference statistics (which describe the old weights) are dropped."""
         with self.lock:
-            self._weights_version = _weights_version(self.model)
+            self._weights_version = weights_version(self.model)
             new = weights_fingerprint(self.model, self.name)
             if new != self._fingerprint:
                 self._fingerprint = new
@@ -323,6 +325,8 @@ class Session:
         ats = list(at) if isinstance(at, tuple) else [at] * len(texts)
         shape = (len(layers), len(texts), self.width)
         with self.lock:  # one forward pass at a time; cache reads and writes stay consistent
+            if self._weights_changed():  # in-place weight edits: drop what is stale
+                self.refresh_fingerprint()
             cache = cache and self._edits == 0  # values under edits are never cached
             over = over_budget(memory_budget, shape, dtype)
             hit = self.cache.get(texts, ats, at, dtype, layers, copy_ok=not over) if cache \
@@ -386,6 +390,8 @@ class Session:
         validate_texts([text])
         layers = self.check_layers(layers)
         with self.lock:
+            if self._weights_changed():  # in-place weight edits: drop what is stale
+                self.refresh_fingerprint()
             cache = self._edits == 0
             hit = self.cache.get_tokens(text, layers) if cache else None
             if hit is not None:
@@ -487,35 +493,6 @@ def _default_device() -> str:
 def _owned(acts: Activations) -> Activations:
     """A copy of cached activations for the caller (one on disk is shared, read it only)."""
     return acts if acts.on_disk else acts.copy()
-
-
-_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def weights_fingerprint(model: torch.nn.Module, name: str) -> str:
-    """Identity of the weights: name, config, and for every parameter tensor its name, shape,
-    dtype and the exact integer sum of its bit patterns (any changed value changes it;
-    order-independent, so the same on every machine and thread count). About 50 ms for
-    135M parameters on this kind of CPU."""
-    digest = hashlib.sha256(name.encode())
-    digest.update(model.config.to_json_string().encode())
-    for pname, p in model.named_parameters():
-        t = p.detach()
-        digest.update(f"{pname}:{tuple(t.shape)}:{t.dtype}".encode())
-        if t.device.type == "meta" or t.numel() == 0:
-            continue
-        bits = t.reshape(-1).view(_BITS[t.element_size()])
-        total = sum(int(chunk.sum(dtype=torch.int64)) for chunk in bits.split(1 << 20))
-        digest.update(str(total).encode())
-    return digest.hexdigest()[:16]
-
-
-def _weights_version(model: torch.nn.Module) -> tuple[int, int]:
-    """torch's in-place version counters and storage addresses of the parameters, summed:
-    changes whenever a parameter is edited in place or replaced (cheap to read)."""
-    params = list(model.parameters())
-    return (sum(p._version for p in params),  # noqa: SLF001
-            sum(p.data_ptr() for p in params))
 
 
 __all__ = ["Session", "SessionInfo"]
