@@ -189,6 +189,8 @@ def test_returned_activations_never_alias_the_cache(s):
     assert not torch.equal(a.values, b.values)
     b.values.mul_(0)
     assert s.activations(texts, progress=False).values.abs().sum() > 0
+    shared = s.activations(texts, progress=False, copy=False)  # for readers in the kernel
+    assert shared.values.data_ptr() == s.activations(texts, copy=False).values.data_ptr()
     t = s.token_activations("tokens too")
     hits = s.cache_hits
     t.values.zero_()

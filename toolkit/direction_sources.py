@@ -139,7 +139,7 @@ def from_dataset(cls: type[Direction], session: Session, dataset: str, layer: in
     classes = list(dict.fromkeys(data.labels))
     if len(classes) != 2:
         raise ValueError(f"{dataset!r} has {len(classes)} classes; need two")
-    acts = session.activations(list(data.texts))
+    acts = session.activations(list(data.texts), copy=False)
     labels = np.asarray(data.labels)
     pos = acts.select(rows=np.flatnonzero(labels == classes[0]))
     neg = acts.select(rows=np.flatnonzero(labels == classes[1]))

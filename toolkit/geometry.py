@@ -152,7 +152,8 @@ class Geometry:
             ref = self._reference
             if ref is None:
                 with self.session.without_edits():  # statistics of the unedited model
-                    ref = self.session.activations(reference_texts(), progress=progress)
+                    ref = self.session.activations(reference_texts(), progress=progress,
+                                                   copy=False)
             for i, lay in enumerate(ref.layers):
                 rows = ref.values[i].float()
                 sd = rows.std(0)
@@ -387,7 +388,7 @@ def token_projection(session: Session, text: str, direction: Direction,
     """Where in a sentence a concept lights up: each token's projection at ``layer``, measured
     from the reference mean (``center=False``: from the origin)."""
     layer = direction.reading_layer(layer)
-    acts = session.token_activations(text, layers=[layer])
+    acts = session.token_activations(text, layers=[layer], copy=False)
     values = project(session, direction, acts, inner, layer, progress, center=center)
     return TokenProjection(text, acts.tokens, values.cpu().numpy(), layer, inner, direction.name,
                            center)
@@ -428,7 +429,7 @@ def project_texts(session: Session, direction: Direction, texts: Sequence[str],
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels; pass one label per text")
     layer = direction.reading_layer(layer)
-    acts = session.activations(list(texts), at=at, progress=progress)
+    acts = session.activations(list(texts), at=at, progress=progress, copy=False)
     values = project(session, direction, acts, inner, layer, progress, center=center)
     return Projections(values.cpu().numpy(), tuple(labels), tuple(texts), layer, inner,
                        direction.name, center)

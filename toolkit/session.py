@@ -299,6 +299,7 @@ class Session:
         cache: bool = True,
         dtype: torch.dtype = torch.float32,
         memory_budget: int | str | None = None,
+        copy: bool = True,
     ) -> Activations:
         """Hidden states of ``texts`` at ``layers`` (None = all), read ``at`` a position.
 
@@ -308,7 +309,9 @@ class Session:
         a list with one such position per text.
         Repeated calls with the same texts, layers and position come from an in-memory cache;
         what is returned is a copy the caller owns (editing it in place never changes what
-        later calls get), except a result held on disk (``acts.on_disk``).
+        later calls get), except a result held on disk (``acts.on_disk``). ``copy=False``
+        returns the cache's own tensors, for callers that only read them (the kernel's own
+        analyses: a copy costs about 1 ms per MB here, which a slider redraw would feel).
         ``progress``: None shows a bar for multi-batch runs, False hides it, a callable
         ``fn(done, total)`` receives batch counts. ``dtype=torch.float16`` stores the result in
         half the memory (kernel functions compute in float32 either way).
@@ -332,7 +335,7 @@ class Session:
             hit = self.cache.get(texts, ats, at, dtype, layers, copy_ok=not over) if cache \
                 else None
             if hit is not None:
-                return _owned(hit)
+                return _owned(hit) if copy else hit
             found = self.cache.find(texts, ats, dtype, layers) if cache and not over else []
             missing = [i for i, f in enumerate(found) if f is None]
             if found and len(missing) < len(texts):  # run the model on the new texts only
@@ -347,7 +350,7 @@ class Session:
             acts = self._extract_acts(texts, layers, at, batch_size, progress, dtype, out)
             if cache:
                 self.cache.put(acts, ats, dtype)
-                return _owned(acts)
+                return _owned(acts) if copy else acts
         return acts
 
     def read(self, texts: Sequence[str], sites: Sequence[Site | int | str],
@@ -381,11 +384,12 @@ class Session:
         )
 
     def token_activations(
-        self, text: str, layers: int | Sequence[int] | None = None
+        self, text: str, layers: int | Sequence[int] | None = None, *, copy: bool = True
     ) -> Activations:
         """Hidden states of every token of one text: rows are tokens, in order.
 
         Equal to ``activations([text], at=i)`` for each token index ``i``, from one forward pass.
+        Cached like :meth:`activations` (``copy`` as there).
         """
         validate_texts([text])
         layers = self.check_layers(layers)
@@ -395,7 +399,7 @@ class Session:
             cache = self._edits == 0
             hit = self.cache.get_tokens(text, layers) if cache else None
             if hit is not None:
-                return _owned(hit)
+                return _owned(hit) if copy else hit
             self.model_calls += 1
             values, tokens = extract_tokens(self.backend, self.tokenizer, text,
                                             tuple(self.site(x) for x in layers),
@@ -405,7 +409,7 @@ class Session:
                                at="tokens", source=self.ref)
             if cache:
                 self.cache.put_tokens(acts)
-                return _owned(acts)
+                return _owned(acts) if copy else acts
         return acts
 
     def _extract(self, texts, layers, at, batch_size, progress, dtype=torch.float32, out=None):
