@@ -359,12 +359,16 @@ def read_gguf_header(path: Path, sizes: dict[str, int] | None = None
 # -- writing ------------------------------------------------------------------------------------
 
 
-def write_cache(model, tok, target: Path, source: Path, source_hash: str) -> bool:
+def write_cache(model, tok, target: Path, source: Path, source_hash: str, *,
+                replace: bool = False) -> bool:
     """Write into a temporary sibling folder, add the manifest last, then rename into place.
 
-    Returns whether the cache was written. A read-only or full cache is not fatal (the model in
-    memory is fine): it warns and leaves nothing behind. A conversion killed midway leaves
-    only a ``.tmp-*`` folder, which is never read and is swept by a later conversion.
+    An existing folder that passes :func:`cache_is_valid` is kept (another process finished
+    first) unless ``replace=True``: the caller found it unusable, so it is replaced, never
+    left to fail again on every load. Returns whether the cache was written. A read-only or
+    full cache is not fatal (the model in memory is fine): it warns and leaves nothing behind.
+    A conversion killed midway leaves only a ``.tmp-*`` folder, which is never read and is
+    swept by a later conversion.
     """
     tmp = None
     try:
@@ -384,7 +388,7 @@ def write_cache(model, tok, target: Path, source: Path, source_hash: str) -> boo
                     "source_sha256": source_hash, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if target.exists():
-            if cache_is_valid(target, source_hash):  # another process finished first
+            if not replace and cache_is_valid(target, source_hash):  # another process won
                 shutil.rmtree(tmp, ignore_errors=True)
                 return True
             shutil.rmtree(target, ignore_errors=True)  # stale or corrupted: replaced
