@@ -439,3 +439,21 @@ def test_the_direction_manager_refuses_empty_or_non_text_names(tiny, name):
     manager = DirectionManager(tiny)
     assert manager.rename("x", name) is None
     assert "Not renamed" in manager.status.value and tiny.directions.names() == ["x"]
+
+
+@pytest.mark.integration
+def test_embedded_gguf_with_a_4m_item_empty_string_array_is_refused_in_seconds(tmp_path,
+                                                                              monkeypatch):
+    """The issue's reproduction: the embedded GGUF plus 4M empty strings (130 MB) took 981 s
+    and 7.4 GB to load."""
+    path = tmp_path / loading.EMBEDDED_FILE
+    shutil.copyfile(loading.embedded_gguf_path(), path)
+    n = 4_000_000
+    insert_metadata(path, "bomb.arr", 9, struct.pack("<IQ", 8, n) + bytes(8 * n))
+    for name in ("AutoModelForCausalLM", "AutoTokenizer"):
+        monkeypatch.setattr(getattr(loading, name), "from_pretrained",
+                            lambda *a, **k: pytest.fail("the bomb reached transformers"))
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="4000000 items"):
+        loading.load_model(str(path))
+    assert time.perf_counter() - start < 10  # mostly hashing the 130 MB file
