@@ -148,9 +148,12 @@ def weight_problems(model: torch.nn.Module) -> tuple[list[str], list[str]]:
     non_finite, huge = [], []
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if not p.is_floating_point() or p.numel() == 0:
+            if not p.is_floating_point() or p.numel() == 0 or p.is_meta:
                 continue
-            lo, hi = (v.item() for v in torch.aminmax(p.detach()))
+            try:
+                lo, hi = (v.item() for v in torch.aminmax(p.detach()))
+            except (RuntimeError, NotImplementedError):  # float8 and other exotic dtypes
+                lo, hi = (v.item() for v in torch.aminmax(p.detach().float()))
             if math.isnan(lo) or math.isnan(hi):
                 non_finite.append(f"{name} holds NaN")
             elif math.isinf(lo) or math.isinf(hi):
