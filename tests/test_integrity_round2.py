@@ -334,8 +334,8 @@ def test_a_word_glued_to_latin_letters_is_still_not_matched_inside_them(tiny):
 
 
 @pytest.mark.integration
-def test_embedded_model_reads_the_cat_emoji_at_its_last_token():
-    s = Session.load()
+def test_embedded_model_reads_the_cat_emoji_at_its_last_token(smol):
+    s = smol
     assert s.activations(["I love 🐱"], at="🐱", layers=[1]).positions == (4,)
     enc = s.tokenizer("我爱猫和狗")
     acts = s.activations(["我爱猫和狗"], at="猫", layers=[1])
