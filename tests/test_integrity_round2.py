@@ -40,8 +40,9 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def write_tiny_gguf(path, *, seed: int = 0, context: int = 64, extra_tokens: int = 0,
-                    blocks: int = 2, ff: int = 32):
-    """A tiny float32 Llama GGUF that transformers can load (byte-level BPE tokenizer)."""
+                    blocks: int = 2, ff: int = 32, extra_merges: int = 0):
+    """A tiny float32 Llama GGUF that transformers can load (byte-level BPE tokenizer;
+    ``extra_merges`` adds dummy merges only the header check reads)."""
     rng = np.random.default_rng(seed)
     tokens = sorted(pre_tokenizers.ByteLevel.alphabet()) + ["Ġt"]
     tokens += [f"w{i:05d}" for i in range(extra_tokens)] + ["<|endoftext|>"]
@@ -61,7 +62,7 @@ def write_tiny_gguf(path, *, seed: int = 0, context: int = 64, extra_tokens: int
     w.add_tokenizer_pre("default")
     w.add_token_list(tokens)
     w.add_token_types([1] * vocab)
-    w.add_token_merges(["Ġ t"])
+    w.add_token_merges(["Ġ t"] + [f"w{i} x" for i in range(extra_merges)])
     w.add_eos_token_id(vocab - 1)
     w.add_bos_token_id(vocab - 1)
 
@@ -177,6 +178,13 @@ def test_tokenizer_arrays_longer_than_the_vocabulary_are_refused(tmp_path):
     insert_metadata(path, "tokenizer.ggml.mergez", 9, struct.pack("<IQ", 8, n) + bytes(8 * n))
     with pytest.raises(conversion.GGUFHeaderError, match="40000 items"):
         conversion.check_gguf(path)
+
+
+def test_merges_may_outnumber_tokens_as_in_llama_3_but_not_without_bound(tmp_path):
+    # Llama 3: 280,147 merges for 128,256 tokens (2.2x); the tiny vocabulary has 259 tokens
+    conversion.check_gguf(write_tiny_gguf(tmp_path / "l3.gguf", extra_merges=570))
+    with pytest.raises(conversion.GGUFHeaderError, match="tokenizer.ggml.merges"):
+        conversion.check_gguf(write_tiny_gguf(tmp_path / "no.gguf", extra_merges=4 * 259 + 300))
 
 
 def test_embedded_sized_header_still_passes(tmp_path):

@@ -180,8 +180,9 @@ def check_gguf(path: Path) -> None:
     the embedding width must match the token embedding, and every tensor must lie inside the
     file. A crafted header (``block_count = 10**9``) would otherwise exhaust memory. Metadata
     is bounded before it is read: at most 4,096 keys, 16 MiB per string, 1M items per array
-    while reading, and then vocabulary-sized arrays only under ``tokenizer.ggml.*`` (others at
-    most 65,536 items, all together at most four vocabularies plus 262,144).
+    while reading, and then vocabulary-sized arrays only under ``tokenizer.ggml.*`` (merges up
+    to four vocabularies, others at most 65,536 items, all together at most eight
+    vocabularies plus 262,144).
     """
     sizes: dict[str, int] = {}
     try:
@@ -233,6 +234,8 @@ def _check_array_sizes(path: Path, sizes: dict[str, int], vocab: int | None) -> 
     for key, n in sizes.items():
         if key in _BLOB_KEYS:
             limit = MAX_ARRAY_ITEMS
+        elif key == "tokenizer.ggml.merges":  # Llama 3: 280,147 merges for 128,256 tokens
+            limit = 4 * vocab + 256
         elif key.startswith("tokenizer.ggml."):
             limit = vocab + 256
         else:
@@ -243,7 +246,7 @@ def _check_array_sizes(path: Path, sizes: dict[str, int], vocab: int | None) -> 
                 f"{vocab} tokens, so at most {limit} make sense: a crafted or broken file "
                 "(transformers would read it item by item for minutes); re-download or "
                 "re-convert it")
-    total, limit = sum(sizes.values()), 4 * vocab + (1 << 18)
+    total, limit = sum(sizes.values()), 8 * vocab + (1 << 18)
     if total > limit:
         raise GGUFHeaderError(
             f"{path.name}: its metadata arrays hold {total} items, more than {limit} for a "
