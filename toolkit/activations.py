@@ -253,7 +253,13 @@ def _is_fast(tokenizer) -> bool:
 
 def _word_token_index(tokenizer, text: str, word: str, enc, ids) -> tuple[int, int]:
     """Index of the last token of the last whole-word occurrence of ``word`` in ``text``, and
-    how many whole-word occurrences there are ("day" is not read inside " today")."""
+    how many whole-word occurrences there are ("day" is not read inside " today").
+
+    Characters map to tokens by the tokenizer's character offsets: a character split over
+    several byte tokens (an emoji, a CJK or Hebrew letter) is read at its *last* byte token,
+    the first position where the model has seen all of it. Words in scripts written without
+    spaces (Chinese, Japanese, Thai, ...) match inside running text.
+    """
     matches = list(re.finditer(_whole_word(word), text))
     if not matches:
         inside = re.search(r"\w*" + re.escape(word) + r"\w*", text)
@@ -263,18 +269,29 @@ def _word_token_index(tokenizer, text: str, word: str, enc, ids) -> tuple[int, i
     last_char = matches[-1].end() - 1
     offsets = enc.get("offset_mapping") if _is_fast(tokenizer) else None
     if offsets:
-        for i, (a, b) in enumerate(offsets):
-            if a <= last_char < b:
-                return i, len(matches)
+        covering = [i for i, (a, b) in enumerate(offsets) if a <= last_char < b]
+        if covering:
+            return covering[-1], len(matches)
     # Slow tokenizer (or odd offsets): count the tokens of the prefix ending with the word.
     prefix = tokenizer(text[: last_char + 1])["input_ids"]
     return min(len(prefix), len(ids)) - 1, len(matches)
 
 
+# Scripts written without spaces between words: a word there has no boundary to respect.
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f"
+             "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+             "\U00020000-\U0002fa1f")
+_SPACED_WORD_CHAR = f"[^\\W{_UNSPACED}]"
+
+
 def _whole_word(word: str) -> str:
-    """A regex for ``word`` not glued to letters or digits on a side where it has one."""
-    before = r"(?<!\w)" if re.match(r"\w", word[0]) else ""
-    after = r"(?!\w)" if re.match(r"\w", word[-1]) else ""
+    """A regex for ``word`` not glued to letters or digits on a side where it has one.
+
+    Only letters of space-separated scripts count on either side: "猫" matches in "我爱猫和狗",
+    "cat" in "猫cat猫", but "day" not in "today".
+    """
+    before = f"(?<!{_SPACED_WORD_CHAR})" if re.match(_SPACED_WORD_CHAR, word[0]) else ""
+    after = f"(?!{_SPACED_WORD_CHAR})" if re.match(_SPACED_WORD_CHAR, word[-1]) else ""
     return before + re.escape(word) + after
 
 

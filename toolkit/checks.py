@@ -57,4 +57,20 @@ def as_float(value, name: str, *, minimum: float | None = None, maximum: float |
     return value
 
 
-__all__ = ["as_float", "as_int", "as_seed"]
+def as_name(value, what: str = "a direction") -> str:
+    """``value`` if it is a string with something besides spaces in it (returned unchanged);
+    None and blank strings are a ValueError, other types a TypeError, each naming ``what``.
+
+    >>> as_name("sentiment@10")
+    'sentiment@10'
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{what} needs a non-empty name such as 'sentiment@10', got "
+                         f"{value!r}")
+    if not isinstance(value, str):
+        raise TypeError(f"{what} needs a non-empty name such as 'sentiment@10' (text), got "
+                        f"{type(value).__name__} {value!r:.40}")
+    return value
+
+
+__all__ = ["as_float", "as_int", "as_name", "as_seed"]

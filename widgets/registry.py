@@ -9,6 +9,8 @@ import html
 
 import ipywidgets as W
 
+from reprlab.checks import as_name
+
 
 class DirectionManager(W.VBox):
     """The session's direction registry as a list, with Rename and Remove (Remove asks first).
@@ -57,12 +59,13 @@ class DirectionManager(W.VBox):
     def rename(self, old: str | None = None, new: str | None = None):
         """Rename ``old`` (default: the selected direction) to ``new`` (default: the box)."""
         old = old or self.list.value
-        new = (new if new is not None else self.new_name.value).strip()
+        new = new if new is not None else self.new_name.value
         if not old:
             return self._say("Select a direction first.", error=True)
         try:
+            new = as_name(new, "the renamed direction").strip()
             direction = self.session.directions.rename(old, new)
-        except (KeyError, ValueError) as err:
+        except (KeyError, ValueError, TypeError) as err:
             return self._say(f"Not renamed: {err}", error=True)
         self.new_name.value = ""
         self.list.value = direction.name
