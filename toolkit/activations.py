@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .model_ref import ModelRef, live_session
+from .model_ref import FromModel, ModelRef, live_session
 from .sites import Site
 from .store import is_file_backed
 from .tokens import readable_token
@@ -34,7 +34,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, eq=False)
-class Activations:
+class Activations(FromModel):
     """Hidden states ``values[l, i]`` of text ``i`` at hidden state ``layers[l]``.
 
     ``tokens[i]`` is the token row ``i`` was read at and ``positions[i]`` its index in the
@@ -64,16 +64,6 @@ class Activations:
     @property
     def width(self) -> int:
         return self.values.shape[-1]
-
-    @property
-    def model(self) -> str:
-        """Name of the model that made these ("" if unknown)."""
-        return self.source.name if self.source is not None else ""
-
-    @property
-    def fingerprint(self) -> str:
-        """The weights' fingerprint of the model that made these ("" if unknown)."""
-        return self.source.fingerprint if self.source is not None else ""
 
     @property
     def session(self) -> Session | None:

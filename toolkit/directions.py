@@ -22,7 +22,7 @@ import torch
 
 from . import direction_files, direction_sources, geometry
 from .checks import as_name
-from .model_ref import ModelRef, check_same_model, ref_of
+from .model_ref import FromModel, ModelRef, check_same_model, ref_of
 from .types import Inner, Method
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, eq=False)
-class Direction:
+class Direction(FromModel):
     """A unit vector in a model's residual stream at ``layer`` (or in unembedding space).
 
     ``layer`` is a hidden-state index; ``site`` names a place that has none (the last block's
@@ -94,16 +94,6 @@ class Direction:
     @property
     def width(self) -> int:
         return self.vector.numel()
-
-    @property
-    def model(self) -> str:
-        """Name of the model it was built on ("" if unknown)."""
-        return self.source.name if self.source is not None else ""
-
-    @property
-    def fingerprint(self) -> str:
-        """Weights fingerprint of the model it was built on ("" if unknown)."""
-        return self.source.fingerprint if self.source is not None else ""
 
     def reading_layer(self, layer: int | None = None) -> int:
         """Where this direction is read: ``layer`` if given, else its own layer.

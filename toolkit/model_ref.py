@@ -40,6 +40,22 @@ class ModelRef:
         return f"{self.name} ({self.fingerprint})"
 
 
+class FromModel:
+    """Mixin for values that name their model in a ``source`` field (a ModelRef or None)."""
+
+    source: ModelRef | None
+
+    @property
+    def model(self) -> str:
+        """Name of the model it came from ("" if unknown)."""
+        return self.source.name if self.source is not None else ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Weights fingerprint of the model it came from ("" if unknown)."""
+        return self.source.fingerprint if self.source is not None else ""
+
+
 def ref_of(thing: Any) -> ModelRef | None:
     """The model reference of a ModelRef, a session (``.ref``) or a result (``.source``)."""
     if thing is None or isinstance(thing, ModelRef):
@@ -118,5 +134,5 @@ def weights_version(model: torch.nn.Module) -> tuple[int, int]:
             sum(p.data_ptr() for p in params))
 
 
-__all__ = ["ModelRef", "check_same_model", "live_session", "ref_of", "register_live",
+__all__ = ["FromModel", "ModelRef", "check_same_model", "live_session", "ref_of", "register_live",
            "weights_fingerprint", "weights_version"]

@@ -27,7 +27,7 @@ import torch
 
 from .activations import Activations
 from .checks import as_float, as_int, as_seed
-from .model_ref import ModelRef
+from .model_ref import FromModel, ModelRef
 from .probe_solvers import (
     Fit,
     FoldStats,
@@ -45,7 +45,7 @@ NULL_TOL = 1e-5  # Newton-decrement tolerance of the permutation solve (accuraci
 
 
 @dataclass(frozen=True, eq=False)
-class ProbeCurve:
+class ProbeCurve(FromModel):
     """Cross-validated probe scores per layer, with fold spread, a shuffled-label control and
     significance corrected for choosing among the layers.
 
@@ -79,14 +79,6 @@ class ProbeCurve:
     seed: int = 0
     texts: tuple[str, ...] = ()
     source: ModelRef | None = None  # the model that made the activations (None if unknown)
-
-    @property
-    def model(self) -> str:
-        return self.source.name if self.source is not None else ""
-
-    @property
-    def fingerprint(self) -> str:
-        return self.source.fingerprint if self.source is not None else ""
 
     @property
     def spread(self) -> np.ndarray:

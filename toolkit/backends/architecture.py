@@ -10,6 +10,7 @@ and Phi style models all go through the same code path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,3 +70,37 @@ def _find_final_norm(model: nn.Module) -> nn.Module | None:
             if isinstance(module, nn.Module):
                 return module
     return None
+
+
+def supported_context(model: nn.Module) -> tuple[int, str] | None:
+    """The most positions the model's position embedding tells apart, and why.
+
+    A learned table of absolute positions has one row per position. Rotary embeddings turn
+    each pair of dimensions by a position-dependent angle; the slowest pair completes a turn
+    every ``2 pi theta^((d - 2) / d)`` tokens (``d`` rotary dimensions, base ``theta``, times
+    a RoPE scaling factor), and positions further apart than that are no longer ordered by
+    it. None when the model has neither (or its config does not say).
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.split(".")[-1] in (
+                "wpe", "position_embeddings", "embed_positions"):
+            return module.num_embeddings, f"its position embedding table has " \
+                                          f"{module.num_embeddings} rows"
+    config = model.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    rope = rope if isinstance(rope, dict) else {}
+    theta = rope.get("rope_theta", getattr(config, "rope_theta", None))
+    heads = getattr(config, "num_attention_heads", None)
+    head_dim = getattr(config, "head_dim", None) or (
+        config.hidden_size // heads if isinstance(heads, int) and heads > 0 else None)
+    if not isinstance(theta, (int, float)) or theta <= 1 or not isinstance(head_dim, int):
+        return None
+    dims = int(head_dim * (getattr(config, "partial_rotary_factor", None) or 1.0))
+    if dims < 4:
+        return None
+    factor = rope.get("factor") if rope.get("rope_type", "default") != "default" else None
+    factor = float(factor) if isinstance(factor, (int, float)) and factor >= 1 else 1.0
+    cap = round(2 * math.pi * theta ** ((dims - 2) / dims) * factor)
+    return cap, (f"its rotary position embedding (base {theta:g}, {dims} dimensions"
+                 + (f", scaling {factor:g}" if factor != 1 else "")
+                 + f") tells positions apart only up to about {cap} tokens")
