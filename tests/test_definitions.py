@@ -227,3 +227,85 @@ def test_pca_of_differences_agrees_in_sign_with_the_mean_difference(tiny):
             assert float(d.vector.double() @ mean) > 0
             assert abs(float(d.vector.double() @ axis.double())) > 0.99
     assert svd_disagrees >= 1, "some case must get the SVD's sign wrong"
+
+
+# -- probes: held-out outputs and one fit for scores and p-values --------------------------------
+
+
+def _acts(values: torch.Tensor):
+    from reprlab.activations import Activations
+
+    n = values.shape[1]
+    return Activations(values, tuple(range(values.shape[0])), tuple(f"t{i}" for i in range(n)),
+                       ("x",) * n, (0,) * n, "last")
+
+
+def _planted_probe(n=60, d=20, layers=3, strength=(0.0, 0.4, 1.2), seed=0, classes=2):
+    g = torch.Generator().manual_seed(seed)
+    y = np.arange(n) % classes
+    dirs = torch.randn(classes, d, generator=g)
+    values = torch.randn(layers, n, d, generator=g)
+    values[..., 2] *= 30  # an outlier dimension: standardization matters
+    for layer in range(layers):
+        values[layer] += strength[layer] * dirs[torch.as_tensor(y)]
+    return _acts(values), y
+
+
+def _refit_heldout(values: torch.Tensor, target, fold_ids, make, output):
+    """Each row's output from a scikit-learn probe fitted on the other folds only."""
+    from sklearn.preprocessing import StandardScaler
+
+    X = values.numpy().astype(np.float64)
+    out = np.zeros(len(X))
+    for f in np.unique(fold_ids):
+        tr, te = fold_ids != f, fold_ids == f
+        scaler = StandardScaler().fit(X[tr])
+        model = make().fit(scaler.transform(X[tr]), target[tr])
+        out[te] = output(model, scaler.transform(X[te]))
+    return out
+
+
+def test_heldout_scores_come_from_the_folds_that_did_not_train_on_the_row():
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from reprlab import probe_curve
+
+    acts, y = _planted_probe()
+    C = 1.0  # weakly regularized, 20 features, 48 training rows: in-sample outputs differ a lot
+    curve = probe_curve(acts, y, C=C, control=False)
+    target = (acts.values[2, :, :3].sum(-1) + torch.randn(60, generator=torch.Generator()
+                                                          .manual_seed(1))).double().numpy()
+    reg = probe_curve(acts, target, ridge=5.0, control=False)
+    for layer in (1, 2):
+        ref = _refit_heldout(acts.layer(layer), y, curve.fold_ids,
+                             lambda: LogisticRegression(C=C, tol=1e-10, max_iter=10000),
+                             lambda m, x: m.decision_function(x))
+        got = curve.heldout_scores(layer).double().numpy()
+        tol = 1e-2 * np.abs(ref).max()  # the batched solver agrees with lbfgs to ~0.3% here
+        np.testing.assert_allclose(got, ref, atol=tol)
+        in_sample = (acts.layer(layer) @ curve.weights[layer].T + curve.bias[layer])[:, 0]
+        assert np.abs(in_sample.double().numpy() - ref).max() > 5 * tol  # the test can tell
+        ref_r = _refit_heldout(acts.layer(layer), target, reg.fold_ids, lambda: Ridge(alpha=5.0),
+                               lambda m, x: m.predict(x))
+        np.testing.assert_allclose(reg.heldout_scores(layer).double().numpy(), ref_r,
+                                   atol=1e-4 * np.abs(ref_r).max())
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_p_values_test_the_scores_shown_beside_them(classes):
+    """One fit: the observed statistic of the permutation test is ``curve.scores``, and the
+    null is the shuffles' scores from the same solve (``control_fold_scores``)."""
+    from reprlab import probe_curve
+    from reprlab.probes import max_statistic_p_values
+
+    mismatch = 0
+    for seed in range(6):
+        acts, y = _planted_probe(n=48, d=24, strength=(0.0, 0.25, 0.5), seed=seed,
+                                 classes=classes)
+        curve = probe_curve(acts, y, C=1.0, n_permutations=30, seed=seed)
+        null = curve.control_fold_scores.mean(2)                              # [L, B]
+        np.testing.assert_allclose(curve.control, null.mean(1), atol=1e-12)
+        null_max, p = max_statistic_p_values(curve.scores, null)
+        mismatch += int(not np.array_equal(p, curve.p_values))
+        np.testing.assert_array_equal(null_max, curve.null_max)
+    assert mismatch == 0

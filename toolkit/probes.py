@@ -6,7 +6,9 @@
 >>> curve.p_value, curve.summary()                           # doctest: +SKIP
 
 Significance accounts for picking the best layer: the same probes are refitted on
-``n_permutations`` label shuffles (all in the same batched solve) and each shuffle contributes
+``n_permutations`` label shuffles in the same batched solve as the real labels (one solver, one
+tolerance: the scores shown, the held-out outputs and the null all come from it; only the
+all-rows probe behind ``weights`` is a separate solve) and each shuffle contributes
 its *best* layer's score to a max-statistic null (Westfall & Young). A layer's corrected p-value
 is the share of shuffles whose best layer reaches that layer's score, so "some layer is above
 chance" is tested at the stated level however many layers there are.
@@ -40,7 +42,6 @@ from .probe_solvers import (
 from .types import Task
 
 TASKS = ("auto", "classification", "regression")
-NULL_TOL = 1e-5  # Newton-decrement tolerance of the permutation solve (accuracies are settled)
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,58 +283,57 @@ def probe_curve(
     )  # [F+1, N]; the last "fold" trains on everything, for the reported weights
     stats = fold_standardization(values, train)
     test = ~train[:folds]
-    null_fold_scores = None
+    variants = np.stack([y] + shuffles)
     if task == "classification":
+        # One solve for the real labels and every shuffle, on the folds only, at one tolerance:
+        # the scores shown, the held-out outputs and the permutation null all come from it, so
+        # the test compares like with like. The all-rows probe (the reported weights) is a
+        # separate solve of the real labels that feeds no score.
         k = len(classes)
-        fit = fit_logistic(values, y[None], k, train, stats, C=C, max_iter=max_iter)
-        if control:
-            # The real labels and the shuffles go through one identical solve (no all-rows
-            # fold, looser tolerance: held-out accuracies agree with a tight solve to within
-            # one example), so the test compares like with like.
-            fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
-                                  stats.n[:folds])
-            variants = np.stack([y] + shuffles)
-            per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
-            null_fold_scores, _ = _fit_scored(
-                lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
-                                       C=C, max_iter=max_iter, tol=NULL_TOL),
-                variants, test, task, len(acts.layers), per_layer)             # [L, F, 1+B]
+        fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
+                              stats.n[:folds])
+        per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
+        all_fold_scores, fit = _fit_scored(
+            lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
+                                   C=C, max_iter=max_iter),
+            variants, test, task, len(acts.layers), per_layer)                 # [L, F, 1+B]
+        everything = FoldStats(stats.center, stats.mu[:, folds:], stats.sd[:, folds:],
+                               stats.n[folds:])
+        full = fit_logistic(values, y[None], k, train[folds:], everything, C=C,
+                            max_iter=max_iter)
+        weights, bias = full.weights[:, 0, 0], full.bias[:, 0, 0]
         metric, chance = "accuracy", float(np.bincount(y).max() / len(y))
         reg = C
     else:
-        variants = np.stack([y] + shuffles)
         per_layer = ridge_bytes(n, d, folds + 1, len(variants), dual=n < d)
-        null_fold_scores, fit = _fit_scored(
+        all_fold_scores, fit = _fit_scored(
             lambda c: fit_ridge(values[c], variants, train, stats.layers(c), ridge=ridge),
             variants, test, task, len(acts.layers), per_layer)
-        null_fold_scores = null_fold_scores if control else None
+        weights, bias = fit.weights[:, folds, 0], fit.bias[:, folds, 0]
         metric, chance, reg = "r2", 0.0, ridge
-    fold_scores = _score(fit.outputs[:, :folds], np.stack([y] + shuffles)[:fit.outputs.shape[2]],
-                         test, task)  # [L, F, S]
-    if null_fold_scores is None and control:
-        null_fold_scores = fold_scores
+    fold_scores = all_fold_scores[:, :, 0]                                    # [L, F]
     heldout = _heldout(fit.outputs[:, :folds, 0], fold_ids)
-    scores = fold_scores[:, :, 0].mean(1)
+    scores = fold_scores.mean(1)
     null_max = p_values = ctrl = ctrl_folds = None
     if control:
-        tested = null_fold_scores.mean(1)                                        # [L, 1+B]
-        null_max, p_values = max_statistic_p_values(tested[:, 0], tested[:, 1:])
-        ctrl = tested[:, 1:].mean(1)
-        ctrl_folds = null_fold_scores[:, :, 1:].transpose(0, 2, 1)
+        null = all_fold_scores[:, :, 1:].mean(1)                                 # [L, B]
+        null_max, p_values = max_statistic_p_values(scores, null)
+        ctrl = null.mean(1)
+        ctrl_folds = all_fold_scores[:, :, 1:].transpose(0, 2, 1)
     return ProbeCurve(
         layers=acts.layers,
         task=task,
         metric=metric,
         scores=scores,
-        fold_scores=fold_scores[:, :, 0],
+        fold_scores=fold_scores,
         control=ctrl,
         control_fold_scores=ctrl_folds,
         chance=chance,
         classes=classes,
         labels=tuple(y_raw),
         fold_ids=fold_ids,
-        weights=fit.weights[:, folds, 0].cpu(),
-        bias=fit.bias[:, folds, 0].cpu(),
+        weights=weights.cpu(),
+        bias=bias.cpu(),
         heldout=heldout.cpu(),
         null_max=null_max,
         p_values=p_values,
