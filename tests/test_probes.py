@@ -235,3 +235,65 @@ def test_regression_curves_get_the_same_permutation_test():
     target = values[1, :, 0].double().numpy() + 0.3 * np.random.default_rng(0).normal(size=120)
     curve = probe_curve(make_acts(values), target, ridge=10.0)
     assert curve.p_values[1] < 0.01 and curve.p_values[0] > 0.05 and curve.p_values[2] > 0.05
+
+
+# -- many classes (issue 22 item 2) -------------------------------------------------------------
+
+
+class _Deadline:
+    """Raise TimeoutError in the main thread after ``seconds`` (Unix signal timer)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def expire(*_):
+            raise TimeoutError(f"took longer than {self.seconds} s")
+
+        self.old = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def test_as_many_classes_as_examples_is_refused_at_once():
+    """100 classes on 5 x 100 x 64 ran ~2 minutes before (one example per class); now a
+    ValueError within seconds, saying what to do."""
+    g = torch.Generator().manual_seed(0)
+    acts = make_acts(torch.randn(5, 100, 64, generator=g))
+    with _Deadline(10):
+        with pytest.raises(ValueError, match="100 classes for 100 examples.*floats"):
+            probe_curve(acts, [str(i) for i in range(100)])
+        with pytest.raises(ValueError, match="50 classes for 100 examples.*merge rare"):
+            probe_curve(acts, [f"c{i % 50}" for i in range(100)])
+
+
+def test_thin_classes_warn():
+    acts, y = planted(n=60, classes=6)  # 10 examples per class, 5 folds: 2 per fold, fine
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probe_curve(acts, y, control=False)
+    with pytest.warns(UserWarning, match="fewer than 2 per fold with 5 folds"):
+        probe_curve(make_acts(acts.values[:, :30]), y[:30], control=False)
+
+
+def test_csv_numbers_are_numbers():
+    from reprlab.widgets.probe_curves import read_labelled_csv
+
+    rows = "\n".join(f"text {i},{i * 3}" for i in range(30))
+    texts, labels, _ = read_labelled_csv(f"text,label\n{rows}\n".encode())
+    assert labels == [float(i * 3) for i in range(30)]
+    acts = make_acts(torch.randn(2, 30, 8, generator=torch.Generator().manual_seed(0)))
+    assert probe_curve(acts, labels, control=False).task == "regression"
+    _, binary, _ = read_labelled_csv(b"text,label\na,1\nb,0\nc, 1\n")
+    assert binary == [1, 0, 1]  # few distinct integers: classes
+    _, words, _ = read_labelled_csv(b"text,label\na,yes\nb,2\n")
+    assert words == ["yes", "2"]

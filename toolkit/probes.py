@@ -21,6 +21,7 @@ is scikit-learn's ``C`` and ``ridge`` is ``Ridge(alpha=)``, so results match one
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -266,8 +267,12 @@ def probe_curve(
     rng = np.random.default_rng(seed)
     if task == "classification":
         classes, y = np.unique(np.asarray(y_raw, dtype=object).astype(str), return_inverse=True)
-        classes = tuple(_original_class(y_raw, c) for c in classes)
+        first = {}
+        for v in y_raw:  # one pass (not one per class): many classes cost no more than rows
+            first.setdefault(str(v), v.item() if isinstance(v, np.generic) else v)
+        classes = tuple(first[c] for c in classes)
         fold_ids = assign_folds(y, folds, seed=seed, groups=groups)
+        check_class_counts(y, folds, y_raw)
     else:
         classes, y = None, np.asarray(y_raw, dtype=np.float64)
         fold_ids = assign_folds(None, folds, seed=seed, groups=groups, n=len(y))
@@ -467,6 +472,47 @@ def check_labels(labels: Sequence, n_texts: int, task: str = "auto") -> tuple[li
     return labels, task
 
 
+def check_class_counts(y: np.ndarray, folds: int, labels: Sequence = ()) -> None:
+    """Refuse a classification whose classes are too thin for its folds; warn when thin.
+
+    ``y``: class index per example. A typical (median) class with fewer examples than folds
+    (under one per test fold) makes the probe pointless (a held-out example's class is barely
+    in training) while the fit costs about ``classes`` two-class probes: a ValueError says what
+    to do. Fewer than 2 examples per class per fold (median below ``2 * folds``): a warning.
+    """
+    counts = np.bincount(np.asarray(y))
+    k, n, typical = len(counts), len(y), float(np.median(counts))
+    numeric = len(labels) > 0 and all(_looks_numeric(v) for v in labels)
+    hint = ("the labels look like numbers: pass them as floats (or task='regression') to fit "
+            "a regression instead" if numeric else
+            f"merge rare classes, collect at least {2 * folds} examples per class (2 per "
+            f"fold), or use fewer folds")
+    if typical < folds:
+        raise ValueError(
+            f"{k} classes for {n} examples: the typical class has {typical:g} example(s), "
+            f"fewer than one per fold ({folds} folds), so a held-out example's class is barely "
+            f"seen in training and the score means nothing (and the fit would cost about {k} "
+            f"two-class probes); {hint}")
+    if typical < 2 * folds:
+        warnings.warn(
+            f"{k} classes for {n} examples: the typical class has {typical:g} examples, fewer "
+            f"than 2 per fold with {folds} folds, so scores will be noisy; {hint}",
+            UserWarning, stacklevel=3)
+
+
+def _looks_numeric(value) -> bool:
+    """A number, or a string that parses as one ("3", "-0.5")."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float, np.number)):
+        return True
+    try:
+        float(str(value).strip())
+    except ValueError:
+        return False
+    return True
+
+
 def is_missing(value) -> bool:
     """Whether a label or group is a missing value: None, NaN, or pandas' NA / NaT."""
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
@@ -479,13 +525,6 @@ def rows_text(rows: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(map(str, rows[:limit]))
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
-
-
-def _original_class(y_raw, name: str):
-    for v in y_raw:
-        if str(v) == name:
-            return v.item() if isinstance(v, np.generic) else v
-    return name
 
 
 def _score(outputs: torch.Tensor, targets: np.ndarray, test: torch.Tensor, task: str) -> np.ndarray:
