@@ -271,7 +271,7 @@ def test_heldout_scores_come_from_the_folds_that_did_not_train_on_the_row():
     from reprlab import probe_curve
 
     acts, y = _planted_probe()
-    C = 1.0  # weakly regularized, 20 features, 48 training rows: in-sample outputs differ a lot
+    C = 0.3  # weakly regularized, 20 features, 48 training rows: in-sample outputs differ a lot
     curve = probe_curve(acts, y, C=C, control=False)
     target = (acts.values[2, :, :3].sum(-1) + torch.randn(60, generator=torch.Generator()
                                                           .manual_seed(1))).double().numpy()
@@ -281,7 +281,7 @@ def test_heldout_scores_come_from_the_folds_that_did_not_train_on_the_row():
                              lambda: LogisticRegression(C=C, tol=1e-10, max_iter=10000),
                              lambda m, x: m.decision_function(x))
         got = curve.heldout_scores(layer).double().numpy()
-        tol = 1e-2 * np.abs(ref).max()  # the batched solver agrees with lbfgs to ~0.3% here
+        tol = 1e-2 * np.abs(ref).max()  # the batched solver agrees with lbfgs to ~0.1% here
         np.testing.assert_allclose(got, ref, atol=tol)
         in_sample = (acts.layer(layer) @ curve.weights[layer].T + curve.bias[layer])[:, 0]
         assert np.abs(in_sample.double().numpy() - ref).max() > 5 * tol  # the test can tell

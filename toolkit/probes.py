@@ -43,6 +43,10 @@ from .probe_solvers import (
 from .types import Task
 
 TASKS = ("auto", "classification", "regression")
+#: Newton-decrement tolerance of the cross-validated logistic solve (real labels and shuffles
+#: alike): held-out accuracies agree with a 1e-7 solve to within one example, at a quarter of
+#: its cost on 30 classes. The all-rows probe behind ``weights`` is solved to 1e-7.
+FOLD_TOL = 1e-5
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,7 +304,7 @@ def probe_curve(
         per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
         all_fold_scores, fit = _fit_scored(
             lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
-                                   C=C, max_iter=max_iter),
+                                   C=C, max_iter=max_iter, tol=FOLD_TOL),
             variants, test, task, len(acts.layers), per_layer)                 # [L, F, 1+B]
         everything = FoldStats(stats.center, stats.mu[:, folds:], stats.sd[:, folds:],
                                stats.n[folds:])
