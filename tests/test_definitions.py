@@ -296,7 +296,7 @@ def test_p_values_test_the_scores_shown_beside_them(classes):
     """One fit: the observed statistic of the permutation test is ``curve.scores``, and the
     null is the shuffles' scores from the same solve (``control_fold_scores``)."""
     from reprlab import probe_curve
-    from reprlab.probes import max_statistic_p_values
+    from reprlab.probes import standardized_max_p_values
 
     mismatch = 0
     for seed in range(6):
@@ -305,7 +305,8 @@ def test_p_values_test_the_scores_shown_beside_them(classes):
         curve = probe_curve(acts, y, C=1.0, n_permutations=30, seed=seed)
         null = curve.control_fold_scores.mean(2)                              # [L, B]
         np.testing.assert_allclose(curve.control, null.mean(1), atol=1e-12)
-        null_max, p = max_statistic_p_values(curve.scores, null)
+        raw, p = standardized_max_p_values(curve.scores, null, curve.chance)
         mismatch += int(not np.array_equal(p, curve.p_values))
-        np.testing.assert_array_equal(null_max, curve.null_max)
+        np.testing.assert_array_equal(raw, curve.p_uncorrected)
+        np.testing.assert_array_equal(null.max(0), curve.null_max)
     assert mismatch == 0

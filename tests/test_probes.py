@@ -297,3 +297,58 @@ def test_csv_numbers_are_numbers():
     assert binary == [1, 0, 1]  # few distinct integers: classes
     _, words, _ = read_labelled_csv(b"text,label\na,yes\nb,2\n")
     assert words == ["yes", "2"]
+
+
+# -- layers whose nulls differ, and chance floors (issue 21 item 1) ------------------------------
+
+
+def test_the_latitude_case_a_pinned_null_and_negative_r2_is_not_significant():
+    """The reported case: layer 0 is constant (its shuffles all score -0.01), the other layers'
+    shuffles score -0.1 to -0.3, and two layers reach R^2 -0.003 and -0.006. A raw max over
+    layers calls both significant at the floor; per-layer standardization and the chance
+    floor (R^2 <= 0) never do."""
+    from reprlab.probes import max_statistic_p_values, standardized_max_p_values
+
+    rng = np.random.default_rng(0)
+    null = rng.uniform(-0.3, -0.1, size=(6, 99))
+    null[0] = -0.01
+    scores = np.array([-0.01, -0.003, -0.006, -0.2, -0.15, -0.25])
+    _, old = max_statistic_p_values(scores, null)
+    assert old[1] == old[2] == 0.01  # the pathology
+    raw, p = standardized_max_p_values(scores, null, chance=0.0)
+    assert raw[1] == raw[2] == 0.01 and np.all(p == 1.0)
+    assert standardized_max_p_values(scores, null)[1][0] == 1.0  # the constant layer: untestable
+    scores[1] = 0.05  # above chance and above every shuffle: significant after correction
+    assert standardized_max_p_values(scores, null, chance=0.0)[1][1] == 0.01
+
+
+def test_pure_noise_with_a_constant_layer_is_never_called_significant():
+    """Noise targets, layer 0 identical for every text, the others random: the family-wise
+    false positive rate of "some layer is above chance" stays at the level (over 150 seeds,
+    0.05 plus two binomial standard errors)."""
+    hits = 0
+    for seed in range(150):
+        g = torch.Generator().manual_seed(seed)
+        values = torch.randn(5, 60, 8, generator=g)
+        values[0] = torch.randn(8, generator=g)
+        y = np.random.default_rng(seed).normal(size=60)
+        curve = probe_curve(make_acts(values), y, folds=4, seed=seed, n_permutations=39,
+                            ridge=20.0)
+        assert curve.p_values[0] == 1.0
+        hits += bool(curve.significant().any())
+    assert hits / 150 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)
+
+
+def test_a_planted_signal_is_found_beside_a_constant_layer_and_many_noise_layers():
+    g = torch.Generator().manual_seed(7)
+    values = torch.randn(12, 120, 10, generator=g)
+    values[0] = torch.randn(10, generator=g)
+    y = (values[6, :, :2].sum(-1) + 0.7 * torch.randn(120, generator=g)).double().numpy()
+    curve = probe_curve(make_acts(values), y, ridge=10.0)
+    assert curve.p_values[6] <= curve.min_p_value + 1e-12 and curve.significant()[6]
+    assert curve.significant().sum() == 1
+    assert curve.scores[6] > curve.thresholds()[6] and np.isinf(curve.thresholds()[0])
+    acts, labels = planted(strength=(0.0, 0.0, 1.0, 0.0), seed=2)
+    curve = probe_curve(acts, labels)
+    assert list(curve.significant()) == [False, False, True, False]
+    assert np.all(curve.p_values[curve.scores <= curve.chance] == 1.0)

@@ -8,10 +8,16 @@
 Significance accounts for picking the best layer: the same probes are refitted on
 ``n_permutations`` label shuffles in the same batched solve as the real labels (one solver, one
 tolerance: the scores shown, the held-out outputs and the null all come from it; only the
-all-rows probe behind ``weights`` is a separate solve) and each shuffle contributes
-its *best* layer's score to a max-statistic null (Westfall & Young). A layer's corrected p-value
-is the share of shuffles whose best layer reaches that layer's score, so "some layer is above
-chance" is tested at the stated level however many layers there are.
+all-rows probe behind ``weights`` is a separate solve). Each layer gets its own permutation
+p-value against *its own* shuffles, and the family-wise correction compares layers on one
+scale: each layer's score is standardized by the mean and spread of its own shuffles, and the
+null is the best standardized score over layers of each shuffle (Westfall & Young's max-T, the
+same shuffles, no extra fit). Raw scores of layers whose nulls differ are never maxed together
+(a constant layer's shuffles all score the same and would pin a raw maximum). "Some layer is
+above chance" is tested at the stated level however many layers there are. (Min-p, the other
+Westfall-Young form, needs many more shuffles than layers: with 100 shuffles and 31 layers its
+smallest corrected p is about 31 / 101.) A layer at or below its task's chance level (R^2 <= 0,
+accuracy <= the majority rate) is never called above chance (p = 1).
 
 Classification uses L2-regularized logistic regression (binary: sigmoid, more classes:
 softmax), regression uses ridge; features are standardized per fold with the training rows'
@@ -57,8 +63,9 @@ class ProbeCurve:
     ``scores[i]`` is the mean test score at hidden state ``layers[i]`` (accuracy, or R^2 for
     numeric labels); ``fold_scores[i]`` holds the per-fold values, ``control[i]`` the same
     probe's score on shuffled labels (mean over shuffles). ``null_max[b]`` is shuffle ``b``'s best
-    score over all layers and ``p_values[i]`` the family-wise corrected p-value of layer ``i``
-    (max-statistic permutation test). ``weights[i]`` is the probe fitted on
+    score over all layers (descriptive), ``p_uncorrected[i]`` layer ``i``'s permutation p-value
+    against its own shuffles and ``p_values[i]`` the p-value corrected over layers (standardized
+    max-T; 1 at or below chance). ``weights[i]`` is the probe fitted on
     all examples, expressed in raw activation space (``[outputs, width]``: one row for two
     classes or regression, one per class otherwise), so that
     ``logit = acts.layer(l) @ weights[i].T + bias[i]``.
@@ -85,6 +92,7 @@ class ProbeCurve:
     model: str = ""
     texts: tuple[str, ...] = ()
     fingerprint: str = ""  # of the session that made the activations ("" if unknown)
+    p_uncorrected: np.ndarray | None = None  # per layer, against its own shuffles
 
     @property
     def spread(self) -> np.ndarray:
@@ -127,10 +135,17 @@ class ProbeCurve:
         return self.p_values < level
 
     def threshold(self, level: float = 0.05) -> float:
-        """Score a layer must beat to be significant at ``level``: the ``1 - level`` quantile
-        of the best-over-layers score under shuffled labels."""
+        """The ``1 - level`` quantile of the best-over-layers score under shuffled labels
+        (descriptive; the test itself is per layer, see :meth:`thresholds`)."""
         self._require_null()
         return float(np.quantile(self.null_max, 1 - level, method="higher"))
+
+    def thresholds(self, level: float = 0.05) -> np.ndarray:
+        """Per layer, the score a layer must beat to be significant at ``level`` (corrected
+        over layers, and never at or below chance) ``[L]``."""
+        self._require_null()
+        null = self.control_fold_scores.mean(2)                                 # [L, B]
+        return standardized_max_thresholds(null, self.chance, level)
 
     @property
     def best_selectivity(self) -> float:
@@ -323,10 +338,11 @@ def probe_curve(
     fold_scores = all_fold_scores[:, :, 0]                                    # [L, F]
     heldout = _heldout(fit.outputs[:, :folds, 0], fold_ids)
     scores = fold_scores.mean(1)
-    null_max = p_values = ctrl = ctrl_folds = None
+    null_max = p_values = p_uncorrected = ctrl = ctrl_folds = None
     if control:
         null = all_fold_scores[:, :, 1:].mean(1)                                 # [L, B]
-        null_max, p_values = max_statistic_p_values(scores, null)
+        null_max = null.max(0)
+        p_uncorrected, p_values = standardized_max_p_values(scores, null, chance)
         ctrl = null.mean(1)
         ctrl_folds = all_fold_scores[:, :, 1:].transpose(0, 2, 1)
     return ProbeCurve(
@@ -351,7 +367,58 @@ def probe_curve(
         model=acts.model,
         texts=acts.texts,
         fingerprint=acts.fingerprint,
+        p_uncorrected=p_uncorrected,
     )
+
+
+def standardized_max_p_values(scores: np.ndarray, null: np.ndarray, chance: float | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer permutation p-values, corrected over layers on one scale (Westfall & Young's
+    max-T with each layer's statistic standardized by its own null).
+
+    ``scores`` ``[L]``: the real labels' score per layer; ``null`` ``[L, B]``: the same probes
+    on ``B`` shuffles. Layer ``l``'s statistic is ``t_l = (scores[l] - mean_l) / sd_l`` with
+    the mean and standard deviation of its own shuffles; each shuffle's statistics are
+    standardized the same way and ``T_b = max_l t_lb``; the corrected p-value is ``(1 +
+    #{b: T_b >= t_l}) / (B + 1)`` (ties count against the layer). Raw scores of layers whose
+    nulls differ are never maxed together: a layer whose shuffles all score alike (a constant
+    layer) cannot be tested and gets p = 1, so it cannot pin the null either. ``chance``:
+    layers scoring at or below it get p = 1 (never called above chance).
+
+    Returns ``(p_uncorrected, p_corrected)``; ``p_uncorrected[l] = (1 + #{b: null[l, b] >=
+    scores[l]}) / (B + 1)``, against the layer's own shuffles.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64)
+    B = null.shape[1]
+    tol = 1e-9 * max(1.0, float(np.abs(scores).max()), float(np.abs(null).max()))
+    p_raw = (1 + (null >= scores[:, None] - tol).sum(1)) / (B + 1)
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-6 * np.maximum(1.0, np.abs(mu))  # shuffles that vary: a testable layer
+    safe = np.where(live, sd, 1.0)
+    t = np.where(live, (scores - mu) / safe, -np.inf)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    p = (1 + (t_null[None, :] >= t[:, None] - 1e-9 * np.maximum(1.0, np.abs(t[:, None])))
+         .sum(1)) / (B + 1)
+    p = np.where(live, p, 1.0)
+    if chance is not None:
+        p = np.where(scores <= chance + tol, 1.0, p)
+    return p_raw, p
+
+
+def standardized_max_thresholds(null: np.ndarray, chance: float, level: float = 0.05
+                                ) -> np.ndarray:
+    """Per layer, the score to beat for :func:`standardized_max_p_values` to call the layer
+    significant at ``level`` ``[L]``: ``mean_l + q * sd_l`` with ``q`` the ``1 - level``
+    quantile of the shuffles' best standardized score, and at least ``chance`` (``inf`` for a
+    layer that cannot be tested)."""
+    null = np.asarray(null, dtype=np.float64)
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-6 * np.maximum(1.0, np.abs(mu))
+    safe = np.where(live, sd, 1.0)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    q = np.quantile(t_null, 1 - level, method="higher")
+    return np.where(live, np.maximum(mu + q * sd, chance), np.inf)
 
 
 def max_statistic_p_values(scores: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
