@@ -148,12 +148,15 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
             customdata=p[sig], hovertemplate="layer %{x}: corrected p %{customdata:.3g}"
                                               "<extra></extra>",
         ))
-        level = curve.threshold()
+        need = curve.thresholds()
+        shown = np.isfinite(need)
         traces.append(go.Scatter(
-            x=[x[0], x[-1]], y=[level, level], mode="lines",
-            name="95% of shuffles' best layer", line={"color": CONTROL, "dash": "dash", "width": 1},
-            hovertemplate=f"shuffled labels' best layer stays below {fmt(level)} in 95% of "
-                          f"{curve.n_permutations} shuffles<extra></extra>",
+            x=[x[i] for i in np.flatnonzero(shown)], y=need[shown].tolist(), mode="lines",
+            name="score needed (p < 0.05, corrected)",
+            line={"color": CONTROL, "dash": "dash", "width": 1},
+            hovertemplate=(f"layer %{{x}}: a score above %{{y:{HOVER}}} is above chance at "
+                           f"p < 0.05 after correcting for all layers ({curve.n_permutations} "
+                           "shuffles; never at or below chance)<extra></extra>"),
         ))
     if curve.control is not None:
         ctrl_spread = curve.control_spread
