@@ -104,25 +104,39 @@ def _brute_force_p(x, item_index, k):
             rho_c[layer, b] = spearmanr(d, cyc).statistic
             rho_l[layer, b] = spearmanr(d, lin).statistic
     identity = perms.index(tuple(range(k)))
-    obs_c, obs_l = rho_c[:, identity], rho_l[:, identity]
+    obs_c = rho_c[:, identity]
     p = (rho_c >= obs_c[:, None] - 1e-9).mean(1)        # the identity is one of the k! draws
-    diff_max = (rho_c - rho_l).max(0)
-    p_beyond = (diff_max[None] >= (obs_c - obs_l)[:, None] - 1e-9).mean(1)
+    # cyclic beyond linear: max-T over layers of the difference standardized per layer
+    d = rho_c - rho_l
+    mu, sd = d.mean(1, keepdims=True), d.std(1, keepdims=True)
+    t_obs = (d[:, identity] - mu[:, 0]) / sd[:, 0]
+    t_max = ((d - mu) / sd).max(0)
+    p_beyond = (t_max[None] >= t_obs[:, None] - 1e-9).mean(1)
+    p_beyond = np.where(d[:, identity] > 0, p_beyond, 1.0)
     return obs_c, p, p_beyond, len(perms)
 
 
-@pytest.mark.parametrize("noise", [0.05, 0.6])
-def test_exhaustive_circular_p_values_match_brute_force(noise):
+@pytest.mark.parametrize("noise, clustered", [(0.05, False), (0.6, False), (0.6, True)])
+def test_exhaustive_circular_p_values_match_brute_force(noise, clustered):
     """With n_permutations >= k!, p = #{labellings reaching the observed} / k! exactly (the
-    observed labelling is one of the k!, counted once)."""
+    observed labelling is one of the k!, counted once); the same for the corrected test of
+    cyclic beyond linear (max-T of per-layer standardized differences)."""
     k = 5
-    x, item_index, template_index = _planted_cycle(k, templates=3, noise=noise, seed=1)
+    x, item_index, template_index = _planted_cycle(k, templates=3, noise=noise, seed=1,
+                                                   layers=3 if clustered else 2)
+    if clustered:  # items in two clumps: linear order beats cyclic (a negative difference)
+        clumps = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])[item_index]
+        gen = torch.Generator().manual_seed(0)
+        x[2] = torch.nn.functional.pad(clumps[:, None], (0, 5)) + 1e-4 * torch.randn(
+            len(item_index), 6, generator=gen)
     stats = circularity_stats(x, item_index, template_index, k, n_permutations=1000)
     rho, p, p_beyond, n_perms = _brute_force_p(x, item_index, k)
     assert stats.n_permutations == n_perms == math.factorial(k)
     np.testing.assert_allclose(stats.rho_cyclic, rho, atol=1e-9)
     np.testing.assert_allclose(stats.p_value, p, atol=1e-12)
     np.testing.assert_allclose(stats.p_beyond_linear, p_beyond, atol=1e-12)
+    if clustered:
+        assert stats.rho_cyclic[2] < stats.rho_linear[2] and stats.p_beyond_linear[2] == 1.0
     if noise < 0.1:  # a clean circle ties only with its 2k rotations and reflections
         np.testing.assert_allclose(stats.p_value, 2 * k / math.factorial(k), atol=1e-12)
 

@@ -7,10 +7,12 @@ distinguishable, so the probe alone proves nothing. The headline test here is ge
 the distance between item means follow cyclic distance *beyond* linear-order distance? A linear
 sequence (first..twelfth) correlates with cyclic distance too, so rho(cyclic) alone is no
 evidence. The verdict tests the difference rho(cyclic) - rho(linear) against relabelled items,
-with the maximum over layers as the null statistic (family-wise corrected for choosing a
-layer). Ties are reported honestly: the cycle's symmetries (rotations and reflections) leave
-rho(cyclic) unchanged, so with 7 items no p below 14 / 7! ~ 0.003 can be trusted
-(``stats.min_p_value``), and with 4 items nothing is ever significant (8 / 4! = 0.33).
+family-wise corrected for choosing a layer: each layer's difference is standardized by its own
+relabellings and the null is the best standardized value over layers (max-T), so layers whose
+nulls differ are compared on one scale; a difference <= 0 is never called circular. Ties are
+reported honestly: the cycle's symmetries (rotations and reflections) leave rho(cyclic)
+unchanged, so with 7 items no p below 14 / 7! ~ 0.003 can be trusted (``stats.min_p_value``),
+and with 4 items nothing is ever significant (8 / 4! = 0.33).
 
 The statistics depend on the examples and the inner product only: the 2-D map (``map_method``:
 PCA, UMAP, circle probe) changes the picture, never the numbers.
@@ -62,7 +64,8 @@ class CircularityStats:
     probe_score: np.ndarray    # circle probe: leave-one-template-out item accuracy
     probe_control: np.ndarray  # the same probe on a shuffled cyclic order
     n_permutations: int
-    # p of rho_cyclic - rho_linear, family-wise corrected over all layers (max statistic)
+    # p of rho_cyclic - rho_linear, family-wise corrected over all layers (max-T on each
+    # layer's standardized difference; 1 where the difference is <= 0)
     p_beyond_linear: np.ndarray = None
     min_p_value: float = 0.0  # smallest p to expect: ties from the cycle's 2k symmetries
     level: float = 0.05
@@ -298,10 +301,11 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
     extra = 0 if exhaustive else 1
     tol = 1e-9
     p_value = (extra + (null >= rho_cyc[:, None] - tol).sum(1)) / (extra + len(perms))
-    # Cyclic beyond linear: rho_cyc - rho_lin, max over layers per relabelling (max statistic).
+    # Cyclic beyond linear: d = rho_cyc - rho_lin per layer, corrected over layers by max-T on
+    # each layer's d standardized by its own relabellings (layers whose nulls differ are never
+    # maxed raw); a layer with d <= 0 is never called circular.
     diff = rho_cyc - rho_lin
-    null_diff_max = (null - _corr(permuted, lin)).max(0)                        # [P]
-    p_beyond = (extra + (null_diff_max[None] >= diff[:, None] - tol).sum(1)) / (extra + len(perms))
+    p_beyond = beyond_linear_p_values(diff, null - _corr(permuted, lin), extra)
     # The cycle's rotations and reflections (2k relabellings) leave rho_cyc unchanged and
     # rho_lin nearly so: a perfect circle ties with them, so no p below 2k / k! can be trusted.
     floor = min(1.0, 2 * k / math.factorial(k))
@@ -314,6 +318,26 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
         probe_score=score, probe_control=control, n_permutations=len(perms),
         p_beyond_linear=p_beyond, min_p_value=min_p,
     )
+
+
+def beyond_linear_p_values(diff: np.ndarray, null: np.ndarray, extra: int = 1) -> np.ndarray:
+    """Family-wise corrected p-value per layer of ``rho_cyclic - rho_linear``.
+
+    ``diff`` ``[L]``: the observed difference; ``null`` ``[L, P]``: it under ``P`` relabellings
+    (``extra=1``: sampled, the observed counts as one more draw; ``0``: exhaustive, the
+    identity is among them). Each layer's statistic is standardized by the mean and spread
+    of its own relabellings and compared with the relabellings' best standardized value over
+    layers (max-T). A layer whose relabellings all agree cannot be tested, and a layer with
+    ``diff <= 0`` (cyclic no better than linear) is never called circular: p = 1.
+    """
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-9
+    safe = np.where(live, sd, 1.0)
+    t = np.where(live, (diff - mu) / safe, -np.inf)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    tol = 1e-9 * np.maximum(1.0, np.abs(t))
+    p = (extra + (t_null[None] >= (t - tol)[:, None]).sum(1)) / (extra + null.shape[1])
+    return np.where(live & (diff > 1e-12), p, 1.0)
 
 
 def _rank(v: np.ndarray) -> np.ndarray:
