@@ -29,7 +29,7 @@ POSITIONS = ("last", "mean", "word")
 
 class ProbeCurves(View):
     """Probe score per layer with fold spread and control; circled layers are above chance
-    after correcting for choosing among all layers (max-statistic permutation test, see
+    after correcting for choosing among all layers (standardized max-T permutation test, see
     :func:`reprlab.probe_curve`), and the status line says so plainly; a movable layer marker shows
     that layer's held-out probe outputs; "Use as direction" registers the layer's probe.
 
