@@ -117,15 +117,26 @@ def test_pca_2d_matches_numpy_svd_up_to_sign():
             assert abs(np.corrcoef(ours[layer, :, c], ref[:, c])[0, 1]) > 0.9999
 
 
-def test_circular_view_on_a_tiny_model(tiny):
-    view = circular_analysis(tiny, "days", method="pca", n_permutations=200)
-    assert view.layers == tuple(tiny.layers) and view.coords[2].shape == (70, 2)
-    assert view.item_means(2).shape == (7, 2)
-    assert "rho(cyclic)" in view.summary(2) and "corrected for 5 layers" in view.summary(2)
-    assert "the same for PCA, UMAP and circle probe" in view.summary(2)
-    umap_view = circular_analysis(tiny, "days", layers=[2], method="umap", n_permutations=50)
-    again = circular_analysis(tiny, "days", layers=[2], method="umap", n_permutations=50)
-    assert np.allclose(umap_view.coords[2], again.coords[2])  # seeded UMAP is deterministic
+def test_circular_analysis_on_a_tiny_model(tiny):
+    res = circular_analysis(tiny, "days", map_method="pca", n_permutations=200)
+    assert res.layers == tuple(tiny.layers) and res.coords[2].shape == (70, 2)
+    assert res.map_method == "pca" and res.item_means(2).shape == (7, 2)
+    assert "rho(cyclic)" in res.summary(2) and "corrected for 5 layers" in res.summary(2)
+    assert "the same for PCA, UMAP and circle probe" in res.summary(2)
+    umap = circular_analysis(tiny, "days", layers=[2], map_method="umap", n_permutations=50)
+    again = circular_analysis(tiny, "days", layers=[2], map_method="umap", n_permutations=50)
+    assert np.allclose(umap.coords[2], again.coords[2])  # seeded UMAP is deterministic
+
+
+def test_old_method_name_still_works_with_a_deprecation_warning(tiny):
+    with pytest.warns(DeprecationWarning, match="map_method"):
+        res = circular_analysis(tiny, "days", layers=[2], method="circle_probe",
+                                n_permutations=20)
+    assert res.map_method == "circle_probe"
+    with pytest.warns(DeprecationWarning, match="map_method"):
+        assert res.method == "circle_probe"
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="map_method= only"):
+        circular_analysis(tiny, "days", layers=[2], map_method="umap", method="circle_probe")
 
 
 def test_custom_cycles_and_bad_cycles(tiny):
@@ -139,5 +150,25 @@ def test_custom_cycles_and_bad_cycles(tiny):
         load_cycle("sentiment")
     with pytest.raises(ValueError, match="attention sink"):
         load_cycle(["a", "b", "c", "d"], templates=["{} is here."])
-    with pytest.raises(ValueError, match="unknown method 'tsne'"):
-        circular_analysis(tiny, "days", method="tsne")
+    with pytest.raises(ValueError, match="unknown map_method 'tsne'"):
+        circular_analysis(tiny, "days", map_method="tsne")
+
+
+def test_layers_whose_nulls_differ_keep_the_level_and_a_planted_circle_is_found():
+    """Layer 0 identical for every example (its relabellings all tie: untestable), the others
+    random items: 'circular at some layer' stays near the level over seeds, and a circle planted
+    at one layer among them is still found there and only there."""
+    hits = 0
+    for seed in range(60):
+        x, item, template = planted("distinct", seed=300 + seed, layers=5, noise=1.0)
+        x[0] = x[0, :1]  # every example the same
+        s = circularity_stats(x, item, template, K, n_permutations=199, seed=seed)
+        assert s.p_beyond_linear[0] == 1.0
+        hits += bool(s.circular.any())
+    assert hits / 60 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 60)
+    circle, item, template = planted("circle", seed=1)
+    x, _, _ = planted("distinct", seed=2, layers=5, noise=1.0)
+    x[0] = x[0, :1]
+    x[3] = circle[0]
+    s = circularity_stats(x, item, template, K, n_permutations=199, seed=0)
+    assert list(s.circular) == [False, False, False, True, False]

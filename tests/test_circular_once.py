@@ -28,7 +28,7 @@ def counted(monkeypatch):
 
 
 def test_circle_probe_coordinates_are_the_held_out_predictions_of_its_statistics(tiny, counted):
-    probe = circular_analysis(tiny, "days", method="circle_probe", n_permutations=50)
+    probe = circular_analysis(tiny, "days", map_method="circle_probe", n_permutations=50)
     assert counted == {"permutations": 1, "ridge": 1}
     x = np.stack([probe.coords[layer] for layer in probe.layers])
     acts = tiny.activations(list(probe.texts), at=[probe.items[k] for k in probe.item_index])
@@ -39,10 +39,11 @@ def test_circle_probe_coordinates_are_the_held_out_predictions_of_its_statistics
 
 
 def test_reused_statistics_skip_the_permutation_test_and_the_ridge(tiny, counted):
-    probe = circular_analysis(tiny, "days", method="circle_probe", n_permutations=50)
-    pca = circular_analysis(tiny, "days", method="pca", stats=probe.stats)
+    probe = circular_analysis(tiny, "days", map_method="circle_probe", n_permutations=50)
+    pca = circular_analysis(tiny, "days", map_method="pca", stats=probe.stats)
     assert pca.stats is probe.stats and counted == {"permutations": 1, "ridge": 1}
-    one = circular_analysis(tiny, "days", layers=[2], method="umap", stats=probe.stats.take([2]))
+    one = circular_analysis(tiny, "days", layers=[2], map_method="umap",
+                            stats=probe.stats.take([2]))
     assert counted == {"permutations": 1, "ridge": 1}
     assert one.stats.rho_cyclic.tolist() == [probe.stats.rho_cyclic[2]]
     with pytest.raises(ValueError, match="stats= holds 5 layers but 1"):

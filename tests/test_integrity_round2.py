@@ -381,9 +381,6 @@ def test_budget_fractions_round_to_whole_bytes():
     assert store.parse_bytes("1.5") == 1 and store.parse_bytes("1.5KB") == 1500
 
 
-@pytest.mark.xfail(strict=True, reason="widgets/probe_curves.py (another helper's file): "
-                   "read_labelled_csv must refuse rows with extra fields (csv.DictReader puts "
-                   "them under the key None) with a ValueError naming the row")
 @pytest.mark.parametrize("content", ["text,label\nI like it,1,extra\nno,0\n",
                                      "text,label\nno,0\nI like it,1,extra\n"])
 def test_a_csv_row_with_an_extra_field_is_a_clear_error(content):

@@ -235,3 +235,120 @@ def test_regression_curves_get_the_same_permutation_test():
     target = values[1, :, 0].double().numpy() + 0.3 * np.random.default_rng(0).normal(size=120)
     curve = probe_curve(make_acts(values), target, ridge=10.0)
     assert curve.p_values[1] < 0.01 and curve.p_values[0] > 0.05 and curve.p_values[2] > 0.05
+
+
+# -- many classes (issue 22 item 2) -------------------------------------------------------------
+
+
+class _Deadline:
+    """Raise TimeoutError in the main thread after ``seconds`` (Unix signal timer)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def expire(*_):
+            raise TimeoutError(f"took longer than {self.seconds} s")
+
+        self.old = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def test_as_many_classes_as_examples_is_refused_at_once():
+    """100 classes on 5 x 100 x 64 ran ~2 minutes before (one example per class); now a
+    ValueError within seconds, saying what to do."""
+    g = torch.Generator().manual_seed(0)
+    acts = make_acts(torch.randn(5, 100, 64, generator=g))
+    with _Deadline(10):
+        with pytest.raises(ValueError, match="100 classes for 100 examples.*floats"):
+            probe_curve(acts, [str(i) for i in range(100)])
+        with pytest.raises(ValueError, match="50 classes for 100 examples.*merge rare"):
+            probe_curve(acts, [f"c{i % 50}" for i in range(100)])
+
+
+def test_thin_classes_warn():
+    acts, y = planted(n=60, classes=6)  # 10 examples per class, 5 folds: 2 per fold, fine
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probe_curve(acts, y, control=False)
+    with pytest.warns(UserWarning, match="fewer than 2 per fold with 5 folds"):
+        probe_curve(make_acts(acts.values[:, :30]), y[:30], control=False)
+
+
+def test_csv_numbers_are_numbers():
+    from reprlab.widgets.probe_curves import read_labelled_csv
+
+    rows = "\n".join(f"text {i},{i * 3}" for i in range(30))
+    texts, labels, _ = read_labelled_csv(f"text,label\n{rows}\n".encode())
+    assert labels == [float(i * 3) for i in range(30)]
+    acts = make_acts(torch.randn(2, 30, 8, generator=torch.Generator().manual_seed(0)))
+    assert probe_curve(acts, labels, control=False).task == "regression"
+    _, binary, _ = read_labelled_csv(b"text,label\na,1\nb,0\nc, 1\n")
+    assert binary == [1, 0, 1]  # few distinct integers: classes
+    _, words, _ = read_labelled_csv(b"text,label\na,yes\nb,2\n")
+    assert words == ["yes", "2"]
+
+
+# -- layers whose nulls differ, and chance floors (issue 21 item 1) ------------------------------
+
+
+def test_the_latitude_case_a_pinned_null_and_negative_r2_is_not_significant():
+    """The reported case: layer 0 is constant (its shuffles all score -0.01), the other layers'
+    shuffles score -0.1 to -0.3, and two layers reach R^2 -0.003 and -0.006. A raw max over
+    layers calls both significant at the floor; per-layer standardization and the chance
+    floor (R^2 <= 0) never do."""
+    from reprlab.probes import max_statistic_p_values, standardized_max_p_values
+
+    rng = np.random.default_rng(0)
+    null = rng.uniform(-0.3, -0.1, size=(6, 99))
+    null[0] = -0.01
+    scores = np.array([-0.01, -0.003, -0.006, -0.2, -0.15, -0.25])
+    _, old = max_statistic_p_values(scores, null)
+    assert old[1] == old[2] == 0.01  # the pathology
+    raw, p = standardized_max_p_values(scores, null, chance=0.0)
+    assert raw[1] == raw[2] == 0.01 and np.all(p == 1.0)
+    assert standardized_max_p_values(scores, null)[1][0] == 1.0  # the constant layer: untestable
+    scores[1] = 0.05  # above chance and above every shuffle: significant after correction
+    assert standardized_max_p_values(scores, null, chance=0.0)[1][1] == 0.01
+
+
+def test_pure_noise_with_a_constant_layer_is_never_called_significant():
+    """Noise targets, layer 0 identical for every text, the others random: the family-wise
+    false positive rate of "some layer is above chance" stays at the level (over 150 seeds,
+    0.05 plus two binomial standard errors)."""
+    hits = 0
+    for seed in range(150):
+        g = torch.Generator().manual_seed(seed)
+        values = torch.randn(5, 60, 8, generator=g)
+        values[0] = torch.randn(8, generator=g)
+        y = np.random.default_rng(seed).normal(size=60)
+        curve = probe_curve(make_acts(values), y, folds=4, seed=seed, n_permutations=39,
+                            ridge=20.0)
+        assert curve.p_values[0] == 1.0
+        hits += bool(curve.significant().any())
+    assert hits / 150 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)
+
+
+def test_a_planted_signal_is_found_beside_a_constant_layer_and_many_noise_layers():
+    g = torch.Generator().manual_seed(7)
+    values = torch.randn(12, 120, 10, generator=g)
+    values[0] = torch.randn(10, generator=g)
+    y = (values[6, :, :2].sum(-1) + 0.7 * torch.randn(120, generator=g)).double().numpy()
+    curve = probe_curve(make_acts(values), y, ridge=10.0)
+    assert curve.p_values[6] <= curve.min_p_value + 1e-12 and curve.significant()[6]
+    assert curve.significant().sum() == 1
+    assert curve.scores[6] > curve.thresholds()[6] and np.isinf(curve.thresholds()[0])
+    acts, labels = planted(strength=(0.0, 0.0, 1.0, 0.0), seed=2)
+    curve = probe_curve(acts, labels)
+    assert list(curve.significant()) == [False, False, True, False]
+    assert np.all(curve.p_values[curve.scores <= curve.chance] == 1.0)

@@ -7,22 +7,25 @@ distinguishable, so the probe alone proves nothing. The headline test here is ge
 the distance between item means follow cyclic distance *beyond* linear-order distance? A linear
 sequence (first..twelfth) correlates with cyclic distance too, so rho(cyclic) alone is no
 evidence. The verdict tests the difference rho(cyclic) - rho(linear) against relabelled items,
-with the maximum over layers as the null statistic (family-wise corrected for choosing a
-layer). Ties are reported honestly: the cycle's symmetries (rotations and reflections) leave
-rho(cyclic) unchanged, so with 7 items no p below 14 / 7! ~ 0.003 can be trusted
-(``stats.min_p_value``), and with 4 items nothing is ever significant (8 / 4! = 0.33).
+family-wise corrected for choosing a layer: each layer's difference is standardized by its own
+relabellings and the null is the best standardized value over layers (max-T), so layers whose
+nulls differ are compared on one scale; a difference <= 0 is never called circular. Ties are
+reported honestly: the cycle's symmetries (rotations and reflections) leave rho(cyclic)
+unchanged, so with 7 items no p below 14 / 7! ~ 0.003 can be trusted (``stats.min_p_value``),
+and with 4 items nothing is ever significant (8 / 4! = 0.33).
 
-The statistics depend on the examples and the inner product only: the 2-D method (PCA, UMAP,
-circle probe) changes the picture, never the numbers.
+The statistics depend on the examples and the inner product only: the 2-D map (``map_method``:
+PCA, UMAP, circle probe) changes the picture, never the numbers.
 
->>> res = circular_analysis(session, "days", method="pca", inner="standardized")  # doctest: +SKIP
->>> res.stats.rho_cyclic[res.index(8)], res.stats.p_value[res.index(8)]        # doctest: +SKIP
+>>> res = circular_analysis(session, "days", map_method="pca")  # doctest: +SKIP
+>>> res.stats.rho_cyclic[res.index(8)], res.stats.p_value[res.index(8)]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as dc_replace
@@ -39,7 +42,9 @@ from .types import CircularMethod, Inner, check_inner
 if TYPE_CHECKING:
     from .session import Session
 
-METHODS = get_args(CircularMethod)
+#: How the 2-D map is made (``circular_analysis(map_method=)``).
+MAP_METHODS = get_args(CircularMethod)
+METHODS = MAP_METHODS  # the old name, kept for imports
 # Items never open a text: the first token is an attention sink with huge activations.
 CUSTOM_TEMPLATES = ("It was {}.", "This is {}.", "We talked about {} today.",
                     "Next on the list: {}.", "I keep thinking of {}.", "The answer was {}.")
@@ -58,7 +63,8 @@ class CircularityStats:
     probe_score: np.ndarray    # circle probe: leave-one-template-out item accuracy
     probe_control: np.ndarray  # the same probe on a shuffled cyclic order
     n_permutations: int
-    # p of rho_cyclic - rho_linear, family-wise corrected over all layers (max statistic)
+    # p of rho_cyclic - rho_linear, family-wise corrected over all layers (max-T on each
+    # layer's standardized difference; 1 where the difference is <= 0)
     p_beyond_linear: np.ndarray = None
     min_p_value: float = 0.0  # smallest p to expect: ties from the cycle's 2k symmetries
     level: float = 0.05
@@ -83,7 +89,11 @@ class CircularityStats:
 
 @dataclass(frozen=True, eq=False)
 class CircularAnalysis:
-    """2-D coordinates of every example at some layers, plus circularity tests at all layers."""
+    """2-D coordinates of every example at some layers, plus circularity tests at all layers.
+
+    A kernel result (a view is a widget: :class:`reprlab.widgets.CircularMap` shows these).
+    ``map_method`` says how ``coords`` were made ("pca", "umap" or "circle_probe").
+    """
 
     cycle: str
     items: tuple[str, ...]
@@ -91,11 +101,18 @@ class CircularAnalysis:
     item_index: np.ndarray              # [n] which item each example shows
     template_index: np.ndarray          # [n] which carrier template
     layers: tuple[int, ...]             # layers with statistics
-    method: str
+    map_method: str                     # how the 2-D map is made: pca, umap, circle_probe
     inner: str
     coords: dict[int, np.ndarray] = field(repr=False)   # layer -> [n, 2] (computed layers)
     stats: CircularityStats = field(repr=False, default=None)
     seed: int = 0
+
+    @property
+    def method(self) -> str:
+        """Deprecated name of :attr:`map_method`."""
+        warnings.warn("CircularAnalysis.method is now .map_method (the 2-D map); .method "
+                      "will be removed in 1.0", DeprecationWarning, stacklevel=2)
+        return self.map_method
 
     def index(self, layer: int) -> int:
         try:
@@ -134,7 +151,7 @@ class CircularAnalysis:
                 f"{s.rho_linear[i]:.2f}; cyclic beyond linear {p_text}, corrected for "
                 f"{len(self.layers)} layers; circle probe {s.probe_score[i]:.2f} vs shuffled "
                 f"order {s.probe_control[i]:.2f} -> {verdict}. The statistics are the same for "
-                "PCA, UMAP and circle probe; the method changes only the picture.")
+                "PCA, UMAP and circle probe; the 2-D map changes only the picture.")
 
 
 def load_cycle(cycle: str | Sequence[str], templates: Sequence[str] | None = None) -> Cycle:
@@ -174,9 +191,10 @@ def circular_analysis(
     session: Session,
     cycle: str | Sequence[str] = "days",
     layers: Sequence[int] | None = None,
-    method: CircularMethod = "pca",
+    map_method: CircularMethod = "pca",
     inner: Inner = "euclidean",
     *,
+    method: CircularMethod | None = None,
     seed: int = 0,
     n_permutations: int = 1000,
     ridge: float = 10.0,
@@ -186,19 +204,28 @@ def circular_analysis(
 ) -> CircularAnalysis:
     """Per-layer 2-D coordinates of a cycle's examples and circularity tests.
 
-    Each item is placed in every carrier template and read at its own (last) token. ``method``
-    gives the 2-D coordinates for ``layers`` (default: all): "pca" (top two principal
-    components), "umap" (umap-learn, seeded) or "circle_probe" (held-out ridge predictions of
-    (cos, sin) of the item angle). Statistics are computed at the same layers, with distances
-    under ``inner``. ``progress(done, total)`` hears the extraction, including the reference
-    activations the standardized geometry reads on first use.
+    Each item is placed in every carrier template and read at its own (last) token.
+    ``map_method`` gives the 2-D coordinates for ``layers`` (default: all): "pca" (top two
+    principal components), "umap" (umap-learn, seeded) or "circle_probe" (held-out ridge
+    predictions of (cos, sin) of the item angle). Statistics are computed at the same layers,
+    with distances under ``inner``. ``progress(done, total)`` hears the extraction, including
+    the reference activations the standardized geometry reads on first use.
 
     ``stats``: statistics of an earlier call with the same cycle, layers and inner product,
     reused instead of recomputed (only the coordinates are computed). The circle probe's
     held-out predictions serve both its statistics and its coordinates (one ridge fit).
+    ``method=``: the old name of ``map_method`` (a DeprecationWarning; removed in 1.0).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method is not None:
+        warnings.warn("circular_analysis(method=...) is now map_method=... (the 2-D map); "
+                      "method= will be removed in 1.0", DeprecationWarning, stacklevel=2)
+        if map_method not in ("pca", method):
+            raise TypeError(f"pass map_method= only (got map_method={map_method!r} and the "
+                            f"old method={method!r})")
+        map_method = method
+    if map_method not in MAP_METHODS:
+        raise ValueError(f"unknown map_method {map_method!r}; choose from "
+                         f"{', '.join(MAP_METHODS)}")
     check_inner(inner)
     data = load_cycle(cycle, templates)
     examples = [(t.format(item), k, j) for k, item in enumerate(data.items)
@@ -213,7 +240,7 @@ def circular_analysis(
                      for layer in layers])                                   # [L, n, D]
     k = len(data.items)
     predictions = None
-    if method == "circle_probe" or stats is None:
+    if map_method == "circle_probe" or stats is None:
         predictions = circle_probe_predictions(x, item_index, template_index, k, seed=seed,
                                                ridge=ridge, with_control=stats is None)
     if stats is None:
@@ -223,13 +250,13 @@ def circular_analysis(
     elif len(stats.rho_cyclic) != len(layers):
         raise ValueError(f"stats= holds {len(stats.rho_cyclic)} layers but {len(layers)} were "
                          "asked for: pass stats.take([...]) for the same layers")
-    if method == "circle_probe":
+    if map_method == "circle_probe":
         coords = list(predictions[0][0])
     else:
-        coords = _coords(x, method, seed)
+        coords = _coords(x, map_method, seed)
     return CircularAnalysis(
         cycle=data.name, items=data.items, texts=tuple(texts), item_index=item_index,
-        template_index=template_index, layers=layers, method=method, inner=inner,
+        template_index=template_index, layers=layers, map_method=map_method, inner=inner,
         coords=dict(zip(layers, coords)), stats=stats, seed=seed,
     )
 
@@ -273,10 +300,11 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
     extra = 0 if exhaustive else 1
     tol = 1e-9
     p_value = (extra + (null >= rho_cyc[:, None] - tol).sum(1)) / (extra + len(perms))
-    # Cyclic beyond linear: rho_cyc - rho_lin, max over layers per relabelling (max statistic).
+    # Cyclic beyond linear: d = rho_cyc - rho_lin per layer, corrected over layers by max-T on
+    # each layer's d standardized by its own relabellings (layers whose nulls differ are never
+    # maxed raw); a layer with d <= 0 is never called circular.
     diff = rho_cyc - rho_lin
-    null_diff_max = (null - _corr(permuted, lin)).max(0)                        # [P]
-    p_beyond = (extra + (null_diff_max[None] >= diff[:, None] - tol).sum(1)) / (extra + len(perms))
+    p_beyond = beyond_linear_p_values(diff, null - _corr(permuted, lin), extra)
     # The cycle's rotations and reflections (2k relabellings) leave rho_cyc unchanged and
     # rho_lin nearly so: a perfect circle ties with them, so no p below 2k / k! can be trusted.
     floor = min(1.0, 2 * k / math.factorial(k))
@@ -289,6 +317,26 @@ def circularity_stats(x: torch.Tensor, item_index: np.ndarray, template_index: n
         probe_score=score, probe_control=control, n_permutations=len(perms),
         p_beyond_linear=p_beyond, min_p_value=min_p,
     )
+
+
+def beyond_linear_p_values(diff: np.ndarray, null: np.ndarray, extra: int = 1) -> np.ndarray:
+    """Family-wise corrected p-value per layer of ``rho_cyclic - rho_linear``.
+
+    ``diff`` ``[L]``: the observed difference; ``null`` ``[L, P]``: it under ``P`` relabellings
+    (``extra=1``: sampled, the observed counts as one more draw; ``0``: exhaustive, the
+    identity is among them). Each layer's statistic is standardized by the mean and spread
+    of its own relabellings and compared with the relabellings' best standardized value over
+    layers (max-T). A layer whose relabellings all agree cannot be tested, and a layer with
+    ``diff <= 0`` (cyclic no better than linear) is never called circular: p = 1.
+    """
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-9
+    safe = np.where(live, sd, 1.0)
+    t = np.where(live, (diff - mu) / safe, -np.inf)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    tol = 1e-9 * np.maximum(1.0, np.abs(t))
+    p = (extra + (t_null[None] >= (t - tol)[:, None]).sum(1)) / (extra + null.shape[1])
+    return np.where(live & (diff > 1e-12), p, 1.0)
 
 
 def _rank(v: np.ndarray) -> np.ndarray:
@@ -371,9 +419,9 @@ def circle_probe_predictions(x, item_index, template_index, k, *, seed=0, ridge=
 # -- 2-D coordinates ------------------------------------------------------------------------------
 
 
-def _coords(x, method, seed) -> list[np.ndarray]:
+def _coords(x, map_method, seed) -> list[np.ndarray]:
     """PCA or UMAP coordinates per layer (the circle probe's come from its predictions)."""
-    if method == "pca":
+    if map_method == "pca":
         return list(pca_2d(x))
     return [umap_2d(layer_x, seed) for layer_x in x.cpu().numpy()]
 

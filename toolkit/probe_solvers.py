@@ -187,9 +187,10 @@ def _fit_logistic(values, targets, n_classes, train, stats, *, C, max_iter, tol)
 
     y = torch.as_tensor(targets, device=dev)
     Y = y[..., None].to(dt) if K == 1 else torch.nn.functional.one_hot(y, K).to(dt)  # [S,N,K]
-    y_cols = Y.permute(1, 0, 2)[:, None].expand(N, F, S, K).reshape(N, M)
-    row_w = (train.to(dt) / stats.n[:, None].to(dt)).T                  # [N, F]
-    row_w = row_w[:, :, None, None].expand(N, F, S, K).reshape(N, M)
+    # Targets and row weights broadcast over the columns (folds x variants x classes) instead
+    # of being copied out to [N, M]: memory linear in N + M, not N x M, for many classes.
+    y_cols = Y.permute(1, 0, 2)[:, None]                                 # [N, 1, S, K]
+    row_w = (train.to(dt) / stats.n[:, None].to(dt)).T[:, :, None, None]  # [N, F, 1, 1]
     lam = (1.0 / (C * stats.n.to(dt)))[:, None, None].expand(F, S, K).reshape(M)
     inv_sd = _columns(1.0 / stats.sd, S, K)                             # [L, D, M]
     mu = _columns(stats.mu, S, K)
@@ -216,7 +217,9 @@ def _fit_logistic(values, targets, n_classes, train, stats, *, C, max_iter, tol)
     t = torch.ones(L, M, device=dev, dtype=dt)
     moving = torch.ones(L, 1, device=dev, dtype=torch.bool)  # layers not yet converged
     for it in range(max_iter):
-        r = (probs(logits_of(W_y, b_y)) - y_cols) * row_w               # [L, N, M]
+        p = probs(logits_of(W_y, b_y)).view(L, N, F, S, K)
+        r = ((p - y_cols) * row_w).reshape(L, N, M)                     # [L, N, M]
+        del p
         r_sum = r.sum(1)
         g_w = inv_sd * (lmm(xc.transpose(1, 2), r) - mu * r_sum[:, None, :]) + lam * W_y
         step_w = lmm(p_inv, g_w) * step_scale

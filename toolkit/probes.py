@@ -6,10 +6,18 @@
 >>> curve.p_value, curve.summary()                           # doctest: +SKIP
 
 Significance accounts for picking the best layer: the same probes are refitted on
-``n_permutations`` label shuffles (all in the same batched solve) and each shuffle contributes
-its *best* layer's score to a max-statistic null (Westfall & Young). A layer's corrected p-value
-is the share of shuffles whose best layer reaches that layer's score, so "some layer is above
-chance" is tested at the stated level however many layers there are.
+``n_permutations`` label shuffles in the same batched solve as the real labels (one solver, one
+tolerance: the scores shown, the held-out outputs and the null all come from it; only the
+all-rows probe behind ``weights`` is a separate solve). Each layer gets its own permutation
+p-value against *its own* shuffles, and the family-wise correction compares layers on one
+scale: each layer's score is standardized by the mean and spread of its own shuffles, and the
+null is the best standardized score over layers of each shuffle (Westfall & Young's max-T, the
+same shuffles, no extra fit). Raw scores of layers whose nulls differ are never maxed together
+(a constant layer's shuffles all score the same and would pin a raw maximum). "Some layer is
+above chance" is tested at the stated level however many layers there are. (Min-p, the other
+Westfall-Young form, needs many more shuffles than layers: with 100 shuffles and 31 layers its
+smallest corrected p is about 31 / 101.) A layer at or below its task's chance level (R^2 <= 0,
+accuracy <= the majority rate) is never called above chance (p = 1).
 
 Classification uses L2-regularized logistic regression (binary: sigmoid, more classes:
 softmax), regression uses ridge; features are standardized per fold with the training rows'
@@ -19,6 +27,7 @@ is scikit-learn's ``C`` and ``ridge`` is ``Ridge(alpha=)``, so results match one
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,7 +50,10 @@ from .probe_solvers import (
 from .types import Task
 
 TASKS = ("auto", "classification", "regression")
-NULL_TOL = 1e-5  # Newton-decrement tolerance of the permutation solve (accuracies are settled)
+#: Newton-decrement tolerance of the cross-validated logistic solve (real labels and shuffles
+#: alike): held-out accuracies agree with a 1e-7 solve to within one example, at a quarter of
+#: its cost on 30 classes. The all-rows probe behind ``weights`` is solved to 1e-7.
+FOLD_TOL = 1e-5
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,8 +64,9 @@ class ProbeCurve(FromModel):
     ``scores[i]`` is the mean test score at hidden state ``layers[i]`` (accuracy, or R^2 for
     numeric labels); ``fold_scores[i]`` holds the per-fold values, ``control[i]`` the same
     probe's score on shuffled labels (mean over shuffles). ``null_max[b]`` is shuffle ``b``'s best
-    score over all layers and ``p_values[i]`` the family-wise corrected p-value of layer ``i``
-    (max-statistic permutation test). ``weights[i]`` is the probe fitted on
+    score over all layers (descriptive), ``p_uncorrected[i]`` layer ``i``'s permutation p-value
+    against its own shuffles and ``p_values[i]`` the p-value corrected over layers (standardized
+    max-T; 1 at or below chance). ``weights[i]`` is the probe fitted on
     all examples, expressed in raw activation space (``[outputs, width]``: one row for two
     classes or regression, one per class otherwise), so that
     ``logit = acts.layer(l) @ weights[i].T + bias[i]``.
@@ -79,6 +92,7 @@ class ProbeCurve(FromModel):
     seed: int = 0
     texts: tuple[str, ...] = ()
     source: ModelRef | None = None  # the model that made the activations (None if unknown)
+    p_uncorrected: np.ndarray | None = None  # per layer, against its own shuffles
 
     @property
     def spread(self) -> np.ndarray:
@@ -121,10 +135,17 @@ class ProbeCurve(FromModel):
         return self.p_values < level
 
     def threshold(self, level: float = 0.05) -> float:
-        """Score a layer must beat to be significant at ``level``: the ``1 - level`` quantile
-        of the best-over-layers score under shuffled labels."""
+        """The ``1 - level`` quantile of the best-over-layers score under shuffled labels
+        (descriptive; the test itself is per layer, see :meth:`thresholds`)."""
         self._require_null()
         return float(np.quantile(self.null_max, 1 - level, method="higher"))
+
+    def thresholds(self, level: float = 0.05) -> np.ndarray:
+        """Per layer, the score a layer must beat to be significant at ``level`` (corrected
+        over layers, and never at or below chance) ``[L]``."""
+        self._require_null()
+        null = self.control_fold_scores.mean(2)                                 # [L, B]
+        return standardized_max_thresholds(null, self.chance, level)
 
     @property
     def best_selectivity(self) -> float:
@@ -265,8 +286,12 @@ def probe_curve(
     rng = np.random.default_rng(seed)
     if task == "classification":
         classes, y = np.unique(np.asarray(y_raw, dtype=object).astype(str), return_inverse=True)
-        classes = tuple(_original_class(y_raw, c) for c in classes)
+        first = {}
+        for v in y_raw:  # one pass (not one per class): many classes cost no more than rows
+            first.setdefault(str(v), v.item() if isinstance(v, np.generic) else v)
+        classes = tuple(first[c] for c in classes)
         fold_ids = assign_folds(y, folds, seed=seed, groups=groups)
+        check_class_counts(y, folds, y_raw)
     else:
         classes, y = None, np.asarray(y_raw, dtype=np.float64)
         fold_ids = assign_folds(None, folds, seed=seed, groups=groups, n=len(y))
@@ -282,58 +307,58 @@ def probe_curve(
     )  # [F+1, N]; the last "fold" trains on everything, for the reported weights
     stats = fold_standardization(values, train)
     test = ~train[:folds]
-    null_fold_scores = None
+    variants = np.stack([y] + shuffles)
     if task == "classification":
+        # One solve for the real labels and every shuffle, on the folds only, at one tolerance:
+        # the scores shown, the held-out outputs and the permutation null all come from it, so
+        # the test compares like with like. The all-rows probe (the reported weights) is a
+        # separate solve of the real labels that feeds no score.
         k = len(classes)
-        fit = fit_logistic(values, y[None], k, train, stats, C=C, max_iter=max_iter)
-        if control:
-            # The real labels and the shuffles go through one identical solve (no all-rows
-            # fold, looser tolerance: held-out accuracies agree with a tight solve to within
-            # one example), so the test compares like with like.
-            fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
-                                  stats.n[:folds])
-            variants = np.stack([y] + shuffles)
-            per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
-            null_fold_scores, _ = _fit_scored(
-                lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
-                                       C=C, max_iter=max_iter, tol=NULL_TOL),
-                variants, test, task, len(acts.layers), per_layer)             # [L, F, 1+B]
+        fold_only = FoldStats(stats.center, stats.mu[:, :folds], stats.sd[:, :folds],
+                              stats.n[:folds])
+        per_layer = logistic_bytes(n, d, folds * len(variants) * (1 if k == 2 else k))
+        all_fold_scores, fit = _fit_scored(
+            lambda c: fit_logistic(values[c], variants, k, train[:folds], fold_only.layers(c),
+                                   C=C, max_iter=max_iter, tol=FOLD_TOL),
+            variants, test, task, len(acts.layers), per_layer)                 # [L, F, 1+B]
+        everything = FoldStats(stats.center, stats.mu[:, folds:], stats.sd[:, folds:],
+                               stats.n[folds:])
+        full = fit_logistic(values, y[None], k, train[folds:], everything, C=C,
+                            max_iter=max_iter)
+        weights, bias = full.weights[:, 0, 0], full.bias[:, 0, 0]
         metric, chance = "accuracy", float(np.bincount(y).max() / len(y))
         reg = C
     else:
-        variants = np.stack([y] + shuffles)
         per_layer = ridge_bytes(n, d, folds + 1, len(variants), dual=n < d)
-        null_fold_scores, fit = _fit_scored(
+        all_fold_scores, fit = _fit_scored(
             lambda c: fit_ridge(values[c], variants, train, stats.layers(c), ridge=ridge),
             variants, test, task, len(acts.layers), per_layer)
-        null_fold_scores = null_fold_scores if control else None
+        weights, bias = fit.weights[:, folds, 0], fit.bias[:, folds, 0]
         metric, chance, reg = "r2", 0.0, ridge
-    fold_scores = _score(fit.outputs[:, :folds], np.stack([y] + shuffles)[:fit.outputs.shape[2]],
-                         test, task)  # [L, F, S]
-    if null_fold_scores is None and control:
-        null_fold_scores = fold_scores
+    fold_scores = all_fold_scores[:, :, 0]                                    # [L, F]
     heldout = _heldout(fit.outputs[:, :folds, 0], fold_ids)
-    scores = fold_scores[:, :, 0].mean(1)
-    null_max = p_values = ctrl = ctrl_folds = None
+    scores = fold_scores.mean(1)
+    null_max = p_values = p_uncorrected = ctrl = ctrl_folds = None
     if control:
-        tested = null_fold_scores.mean(1)                                        # [L, 1+B]
-        null_max, p_values = max_statistic_p_values(tested[:, 0], tested[:, 1:])
-        ctrl = tested[:, 1:].mean(1)
-        ctrl_folds = null_fold_scores[:, :, 1:].transpose(0, 2, 1)
+        null = all_fold_scores[:, :, 1:].mean(1)                                 # [L, B]
+        null_max = null.max(0)
+        p_uncorrected, p_values = standardized_max_p_values(scores, null, chance)
+        ctrl = null.mean(1)
+        ctrl_folds = all_fold_scores[:, :, 1:].transpose(0, 2, 1)
     return ProbeCurve(
         layers=acts.layers,
         task=task,
         metric=metric,
         scores=scores,
-        fold_scores=fold_scores[:, :, 0],
+        fold_scores=fold_scores,
         control=ctrl,
         control_fold_scores=ctrl_folds,
         chance=chance,
         classes=classes,
         labels=tuple(y_raw),
         fold_ids=fold_ids,
-        weights=fit.weights[:, folds, 0].cpu(),
-        bias=fit.bias[:, folds, 0].cpu(),
+        weights=weights.cpu(),
+        bias=bias.cpu(),
         heldout=heldout.cpu(),
         null_max=null_max,
         p_values=p_values,
@@ -341,7 +366,58 @@ def probe_curve(
         seed=seed,
         texts=acts.texts,
         source=acts.source,
+        p_uncorrected=p_uncorrected,
     )
+
+
+def standardized_max_p_values(scores: np.ndarray, null: np.ndarray, chance: float | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer permutation p-values, corrected over layers on one scale (Westfall & Young's
+    max-T with each layer's statistic standardized by its own null).
+
+    ``scores`` ``[L]``: the real labels' score per layer; ``null`` ``[L, B]``: the same probes
+    on ``B`` shuffles. Layer ``l``'s statistic is ``t_l = (scores[l] - mean_l) / sd_l`` with
+    the mean and standard deviation of its own shuffles; each shuffle's statistics are
+    standardized the same way and ``T_b = max_l t_lb``; the corrected p-value is ``(1 +
+    #{b: T_b >= t_l}) / (B + 1)`` (ties count against the layer). Raw scores of layers whose
+    nulls differ are never maxed together: a layer whose shuffles all score alike (a constant
+    layer) cannot be tested and gets p = 1, so it cannot pin the null either. ``chance``:
+    layers scoring at or below it get p = 1 (never called above chance).
+
+    Returns ``(p_uncorrected, p_corrected)``; ``p_uncorrected[l] = (1 + #{b: null[l, b] >=
+    scores[l]}) / (B + 1)``, against the layer's own shuffles.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64)
+    B = null.shape[1]
+    tol = 1e-9 * max(1.0, float(np.abs(scores).max()), float(np.abs(null).max()))
+    p_raw = (1 + (null >= scores[:, None] - tol).sum(1)) / (B + 1)
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-6 * np.maximum(1.0, np.abs(mu))  # shuffles that vary: a testable layer
+    safe = np.where(live, sd, 1.0)
+    t = np.where(live, (scores - mu) / safe, -np.inf)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    p = (1 + (t_null[None, :] >= t[:, None] - 1e-9 * np.maximum(1.0, np.abs(t[:, None])))
+         .sum(1)) / (B + 1)
+    p = np.where(live, p, 1.0)
+    if chance is not None:
+        p = np.where(scores <= chance + tol, 1.0, p)
+    return p_raw, p
+
+
+def standardized_max_thresholds(null: np.ndarray, chance: float, level: float = 0.05
+                                ) -> np.ndarray:
+    """Per layer, the score to beat for :func:`standardized_max_p_values` to call the layer
+    significant at ``level`` ``[L]``: ``mean_l + q * sd_l`` with ``q`` the ``1 - level``
+    quantile of the shuffles' best standardized score, and at least ``chance`` (``inf`` for a
+    layer that cannot be tested)."""
+    null = np.asarray(null, dtype=np.float64)
+    mu, sd = null.mean(1), null.std(1)
+    live = sd > 1e-6 * np.maximum(1.0, np.abs(mu))
+    safe = np.where(live, sd, 1.0)
+    t_null = np.where(live[:, None], (null - mu[:, None]) / safe[:, None], -np.inf).max(0)
+    q = np.quantile(t_null, 1 - level, method="higher")
+    return np.where(live, np.maximum(mu + q * sd, chance), np.inf)
 
 
 def max_statistic_p_values(scores: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,6 +542,47 @@ def check_labels(labels: Sequence, n_texts: int, task: str = "auto") -> tuple[li
     return labels, task
 
 
+def check_class_counts(y: np.ndarray, folds: int, labels: Sequence = ()) -> None:
+    """Refuse a classification whose classes are too thin for its folds; warn when thin.
+
+    ``y``: class index per example. A typical (median) class with fewer examples than folds
+    (under one per test fold) makes the probe pointless (a held-out example's class is barely
+    in training) while the fit costs about ``classes`` two-class probes: a ValueError says what
+    to do. Fewer than 2 examples per class per fold (median below ``2 * folds``): a warning.
+    """
+    counts = np.bincount(np.asarray(y))
+    k, n, typical = len(counts), len(y), float(np.median(counts))
+    numeric = len(labels) > 0 and all(_looks_numeric(v) for v in labels)
+    hint = ("the labels look like numbers: pass them as floats (or task='regression') to fit "
+            "a regression instead" if numeric else
+            f"merge rare classes, collect at least {2 * folds} examples per class (2 per "
+            f"fold), or use fewer folds")
+    if typical < folds:
+        raise ValueError(
+            f"{k} classes for {n} examples: the typical class has {typical:g} example(s), "
+            f"fewer than one per fold ({folds} folds), so a held-out example's class is barely "
+            f"seen in training and the score means nothing (and the fit would cost about {k} "
+            f"two-class probes); {hint}")
+    if typical < 2 * folds:
+        warnings.warn(
+            f"{k} classes for {n} examples: the typical class has {typical:g} examples, fewer "
+            f"than 2 per fold with {folds} folds, so scores will be noisy; {hint}",
+            UserWarning, stacklevel=3)
+
+
+def _looks_numeric(value) -> bool:
+    """A number, or a string that parses as one ("3", "-0.5")."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float, np.number)):
+        return True
+    try:
+        float(str(value).strip())
+    except ValueError:
+        return False
+    return True
+
+
 def is_missing(value) -> bool:
     """Whether a label or group is a missing value: None, NaN, or pandas' NA / NaT."""
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
@@ -478,13 +595,6 @@ def rows_text(rows: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(map(str, rows[:limit]))
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
-
-
-def _original_class(y_raw, name: str):
-    for v in y_raw:
-        if str(v) == name:
-            return v.item() if isinstance(v, np.generic) else v
-    return name
 
 
 def _score(outputs: torch.Tensor, targets: np.ndarray, test: torch.Tensor, task: str) -> np.ndarray:

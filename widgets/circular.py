@@ -9,7 +9,7 @@ import threading
 
 import ipywidgets as W
 
-from reprlab.circular import circular_analysis, load_cycle, warm_umap
+from reprlab.circular import CircularAnalysis, circular_analysis, load_cycle, warm_umap
 from reprlab.geometry import inner_note
 from reprlab.types import INNER_PRODUCTS
 
@@ -19,7 +19,8 @@ from .help import caption, explain
 from .plot import Plot
 
 CYCLES = ("days", "months", "hours", "custom")
-METHODS = {"PCA": "pca", "UMAP": "umap", "circle probe": "circle_probe"}
+MAP_METHODS = {"PCA": "pca", "UMAP": "umap", "circle probe": "circle_probe"}
+METHODS = MAP_METHODS  # the old name, kept for imports
 _umap_ready = threading.Event()
 
 
@@ -33,16 +34,18 @@ class CircularMap(View):
     """Examples of a cyclic concept in 2-D at a chosen layer, beside the per-layer
     circularity test (ρ with cyclic vs linear distance, permutation null band).
 
-    Moving the layer slider redraws from cached results; the model never reruns.
+    Moving the layer slider redraws from cached results (kernel
+    :class:`~reprlab.circular.CircularAnalysis` results, one per cycle, geometry and 2-D map);
+    the model never reruns.
     UMAP compiles with numba on first use: it is warmed in the background when the view opens,
     and PCA is shown until it is ready.
     """
 
     def __init__(self, session, cycle: str = "days", *, background: bool = True,
-                 warm: bool = True, **view_options):
+                 warm: bool = True, **analysis_options):
         super().__init__(session, background=background)
-        self.view_options = view_options
-        self.views: dict[tuple, object] = {}
+        self.analysis_options = analysis_options  # passed on to circular_analysis
+        self.analyses: dict[tuple, CircularAnalysis] = {}  # (cycle, items, inner, map, ...)
         self.cycle = W.Dropdown(options=CYCLES, value=cycle if cycle in CYCLES else "custom",
                                 description="cycle", layout=W.Layout(width="200px"))
         self.custom = W.Text(placeholder="red, orange, yellow, green, blue, violet",
@@ -50,8 +53,8 @@ class CircularMap(View):
                              continuous_update=False)
         if cycle not in CYCLES:
             self.custom.value = cycle if isinstance(cycle, str) else ", ".join(cycle)
-        self.method = W.ToggleButtons(options=list(METHODS), value="PCA", description="method",
-                                      style={"button_width": "100px"})
+        self.map_method = W.ToggleButtons(options=list(MAP_METHODS), value="PCA",
+                                          description="2-D map", style={"button_width": "100px"})
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
                                      description="geometry", style={"button_width": "100px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
@@ -63,13 +66,13 @@ class CircularMap(View):
         self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
         self._curve_of = None  # the statistics the curve figure shows
         for control, key in ((self.cycle, "cycle"), (self.custom, "cycle"),
-                             (self.method, "method"), (self.inner, "inner"),
+                             (self.map_method, "method"), (self.inner, "inner"),
                              (self.layer, "layer")):
             explain(control, key)
         self.children = [
             caption("circular"),
             W.HBox([self.cycle, self.custom]),
-            W.HBox([self.method, self.inner]),
+            W.HBox([self.map_method, self.inner]),
             self.layer,
             W.HBox([self.map_fig, self.curve_fig]),
             self.summary,
@@ -78,12 +81,27 @@ class CircularMap(View):
         self.cycle.observe(self._on_cycle, "value")
         self.custom.observe(lambda _: self.compute(), "value")
         self.inner.observe(lambda _: self.compute(), "value")
-        self.method.observe(lambda _: self.render_layer(), "value")
+        self.map_method.observe(lambda _: self.render_layer(), "value")
         self.layer.observe(lambda _: self.render_layer(), "value")
         self._on_cycle(None, compute=False)
         if warm and background:
             threading.Thread(target=_warm_umap_once, daemon=True, name="umap-warmup").start()
         self.compute()
+
+    @property
+    def method(self) -> W.ToggleButtons:
+        """The 2-D map control (old name of :attr:`map_method`)."""
+        return self.map_method
+
+    @property
+    def views(self) -> dict[tuple, CircularAnalysis]:
+        """Old name of :attr:`analyses` (they are kernel results, not views)."""
+        return self.analyses
+
+    @property
+    def view_options(self) -> dict:
+        """Old name of :attr:`analysis_options`."""
+        return self.analysis_options
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -100,21 +118,22 @@ class CircularMap(View):
         except ValueError as err:  # e.g. repeated custom items: shown, the view keeps its map
             self.show_error(err)
             return
-        if (*key, "pca") in self.views:
+        if (*key, "pca") in self.analyses:
             self._show(key)
             return
 
         def work(progress):
-            probe = circular_analysis(self.session, cycle, method="circle_probe", inner=inner,
-                                      progress=progress, **self.view_options)
-            base = circular_analysis(self.session, cycle, method="pca", inner=inner,
-                                     progress=progress, stats=probe.stats, **self.view_options)
+            probe = circular_analysis(self.session, cycle, map_method="circle_probe",
+                                      inner=inner, progress=progress, **self.analysis_options)
+            base = circular_analysis(self.session, cycle, map_method="pca", inner=inner,
+                                     progress=progress, stats=probe.stats,
+                                     **self.analysis_options)
             return base, probe
 
         def render(value):
             base, probe = value
-            self.views[(*key, "pca")] = base
-            self.views[(*key, "circle_probe")] = probe
+            self.analyses[(*key, "pca")] = base
+            self.analyses[(*key, "circle_probe")] = probe
             self._show(key)
 
         self.submit(work, render, busy=(
@@ -126,12 +145,12 @@ class CircularMap(View):
         the layer's statistics)."""
         if self.result is None:
             return
-        layer, method = self.layer.value, METHODS[self.method.value]
+        layer, map_method = self.layer.value, MAP_METHODS[self.map_method.value]
         base = self.result
         key = (base.cycle, base.items, base.inner)
-        view_key = (*key, method) if method != "umap" else (*key, "umap", layer)
-        if view_key in self.views:
-            self._draw(self.views[view_key], layer)
+        map_key = (*key, map_method) if map_method != "umap" else (*key, "umap", layer)
+        if map_key in self.analyses:
+            self._draw(self.analyses[map_key], layer)
             return
         self._draw(base, layer)  # PCA meanwhile
         cycle = self._cycle_spec()
@@ -140,16 +159,16 @@ class CircularMap(View):
         stats = base.stats.take([base.index(layer)])
 
         def work(progress):
-            view = circular_analysis(self.session, cycle, layers=[layer], method="umap",
+            umap = circular_analysis(self.session, cycle, layers=[layer], map_method="umap",
                                      inner=base.inner, progress=progress, stats=stats,
-                                     **self.view_options)
+                                     **self.analysis_options)
             _umap_ready.set()
-            return view
+            return umap
 
-        def render(view):
-            self.views[view_key] = view
-            if self.layer.value == layer and METHODS[self.method.value] == "umap":
-                self._draw(view, layer)
+        def render(umap):
+            self.analyses[map_key] = umap
+            if self.layer.value == layer and MAP_METHODS[self.map_method.value] == "umap":
+                self._draw(umap, layer)
 
         self.submit(work, render, busy=busy)
 
@@ -160,24 +179,25 @@ class CircularMap(View):
     # -- internals ------------------------------------------------------------------------------
 
     def _show(self, key: tuple) -> None:
-        self.result = self.views[(*key, "pca")]
+        self.result = self.analyses[(*key, "pca")]
         self.render_layer()
 
     def _key(self, cycle, inner: str) -> tuple:
-        items = load_cycle(cycle, self.view_options.get("templates")).items
+        items = load_cycle(cycle, self.analysis_options.get("templates")).items
         name = cycle if isinstance(cycle, str) else "custom"
         return (name, items, inner)
 
-    def _draw(self, view, layer: int) -> None:
-        stats_view = self.result
-        self.map_fig.draw(circular_scatter(view, layer))
-        if self._curve_of is stats_view:
+    def _draw(self, shown: CircularAnalysis, layer: int) -> None:
+        """Map of ``shown`` (PCA, UMAP or circle probe) beside the all-layer statistics."""
+        with_stats = self.result
+        self.map_fig.draw(circular_scatter(shown, layer))
+        if self._curve_of is with_stats:
             self.curve_fig.relayout(shapes=layer_marker(layer))
         else:
-            self.curve_fig.draw(circularity_curve(stats_view, layer))
-            self._curve_of = stats_view
-        caveat = inner_note(self.session, stats_view.inner, layer)
-        self.summary.value = f"<code>{stats_view.summary(layer)}</code>" + (
+            self.curve_fig.draw(circularity_curve(with_stats, layer))
+            self._curve_of = with_stats
+        caveat = inner_note(self.session, with_stats.inner, layer)
+        self.summary.value = f"<code>{with_stats.summary(layer)}</code>" + (
             f"<br><i style='color:#555'>Note: {caveat}</i>" if caveat else "")
 
     def _on_cycle(self, _, compute: bool = True) -> None:

@@ -20,7 +20,7 @@ import textwrap
 import numpy as np
 import plotly.graph_objects as go
 
-from reprlab import ProbeCurve
+from reprlab import CircularAnalysis, ProbeCurve
 
 # Okabe-Ito: a categorical palette that colour-blind readers can tell apart.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
@@ -148,12 +148,15 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
             customdata=p[sig], hovertemplate="layer %{x}: corrected p %{customdata:.3g}"
                                               "<extra></extra>",
         ))
-        level = curve.threshold()
+        need = curve.thresholds()
+        shown = np.isfinite(need)
         traces.append(go.Scatter(
-            x=[x[0], x[-1]], y=[level, level], mode="lines",
-            name="95% of shuffles' best layer", line={"color": CONTROL, "dash": "dash", "width": 1},
-            hovertemplate=f"shuffled labels' best layer stays below {fmt(level)} in 95% of "
-                          f"{curve.n_permutations} shuffles<extra></extra>",
+            x=[x[i] for i in np.flatnonzero(shown)], y=need[shown].tolist(), mode="lines",
+            name="score needed (p < 0.05, corrected)",
+            line={"color": CONTROL, "dash": "dash", "width": 1},
+            hovertemplate=(f"layer %{{x}}: a score above %{{y:{HOVER}}} is above chance at "
+                           f"p < 0.05 after correcting for all layers ({curve.n_permutations} "
+                           "shuffles; never at or below chance)<extra></extra>"),
         ))
     if curve.control is not None:
         ctrl_spread = curve.control_spread
@@ -321,36 +324,36 @@ def cyclic_colors(k: int) -> list[str]:
     return [f"hsl({round(360 * i / k)}, 70%, 45%)" for i in range(k)]
 
 
-METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "circle_probe": "circle probe (held out)"}
+MAP_METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "circle_probe": "circle probe (held out)"}
 
 
-def circular_scatter(view, layer: int) -> go.Figure:
+def circular_scatter(analysis: CircularAnalysis, layer: int) -> go.Figure:
     """Examples at ``layer`` in 2-D, colored by item; item means joined in cyclic order."""
-    xy = view.coords[layer]
-    means = view.item_means(layer)
-    colors = cyclic_colors(len(view.items))
-    texts = np.asarray(view.texts)
+    xy = analysis.coords[layer]
+    means = analysis.item_means(layer)
+    colors = cyclic_colors(len(analysis.items))
+    texts = np.asarray(analysis.texts)
     traces = [
         go.Scatter(
-            x=xy[view.item_index == k, 0], y=xy[view.item_index == k, 1], mode="markers",
+            x=xy[analysis.item_index == k, 0], y=xy[analysis.item_index == k, 1], mode="markers",
             name=item, marker={"color": colors[k], "size": 7, "opacity": 0.55},
-            text=texts[view.item_index == k], hovertemplate="%{text}<extra></extra>",
+            text=texts[analysis.item_index == k], hovertemplate="%{text}<extra></extra>",
             showlegend=False,
         )
-        for k, item in enumerate(view.items)
+        for k, item in enumerate(analysis.items)
     ]
     loop = np.vstack([means, means[:1]])
     traces.append(go.Scatter(x=loop[:, 0], y=loop[:, 1], mode="lines", name="cyclic order",
                              line={"color": "#333", "width": 1.5}, hoverinfo="skip",
                              showlegend=False))
     traces.append(go.Scatter(
-        x=means[:, 0], y=means[:, 1], mode="markers+text", text=list(view.items),
+        x=means[:, 0], y=means[:, 1], mode="markers+text", text=list(analysis.items),
         textposition="top center", name="item means", showlegend=False,
         marker={"color": colors, "size": 13, "line": {"color": "#222", "width": 1}},
         hovertemplate="%{text} (mean)<extra></extra>",
     ))
-    fig = _layout(go.Figure(traces), f"{view.cycle} at layer {layer}: "
-                  f"{METHOD_NAMES[view.method]}, {view.inner}", 430,
+    fig = _layout(go.Figure(traces), f"{analysis.cycle} at layer {layer}: "
+                  f"{MAP_METHOD_NAMES[analysis.map_method]}, {analysis.inner}", 430,
                   xaxis={"zeroline": False, "title": {"text": "component 1"}},
                   yaxis={"zeroline": False, "scaleanchor": "x", "title": {"text": "component 2"}})
     fig.update_layout(margin={"l": 50, "b": 40})
@@ -359,11 +362,11 @@ def circular_scatter(view, layer: int) -> go.Figure:
                         "order. A loop without crossings suggests a circle.", 62)
 
 
-def circularity_curve(view, layer: int | None = None) -> go.Figure:
+def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> go.Figure:
     """Per layer: rank correlation of item-mean distances with cyclic and linear distance,
     and the permutation null band for the cyclic one."""
-    s = view.stats
-    x = list(view.layers)
+    s = analysis.stats
+    x = list(analysis.layers)
     traces = [
         go.Scatter(x=x + x[::-1], y=s.null_high.tolist() + s.null_low.tolist()[::-1],
                    fill="toself", fillcolor=CONTROL, opacity=0.25, line={"width": 0},

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 
 import ipywidgets as W
 
@@ -27,7 +29,7 @@ POSITIONS = ("last", "mean", "word")
 
 class ProbeCurves(View):
     """Probe score per layer with fold spread and control; circled layers are above chance
-    after correcting for choosing among all layers (max-statistic permutation test, see
+    after correcting for choosing among all layers (standardized max-T permutation test, see
     :func:`reprlab.probe_curve`), and the status line says so plainly; a movable layer marker shows
     that layer's held-out probe outputs; "Use as direction" registers the layer's probe.
 
@@ -219,16 +221,50 @@ def read_labelled_csv(content: bytes | str):
             content = content.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValueError("the file is not UTF-8 text; save it as CSV (UTF-8)") from None
-    rows = list(csv.DictReader(io.StringIO(content)))
-    columns = {c.strip().lower(): c for c in (rows[0].keys() if rows else [])}
+    reader = csv.DictReader(io.StringIO(content))
+    rows = list(reader)
+    header = reader.fieldnames or []
+    for i, row in enumerate(rows):
+        if None in row:  # DictReader files fields beyond the header under the key None
+            raise ValueError(f"row {i + 2} has {len(header) + len(row[None])} fields but the "
+                             f"header names {len(header)}: quote texts that contain commas, or "
+                             "remove the extra field")
+    columns = {c.strip().lower(): c for c in header}
     missing = {"text", "label"} - set(columns)
     if missing:
         raise ValueError(f"the CSV needs a header row with 'text' and 'label' columns; missing "
                          f"{sorted(missing)} (found {sorted(columns)})")
     texts = [r[columns["text"]] for r in rows]
-    labels = [r[columns["label"]] for r in rows]
+    labels = parse_labels([r[columns["label"]] for r in rows])
     groups = [r[columns["group"]] for r in rows] if "group" in columns else None
     return _user_data(texts, labels, groups)
+
+
+#: Integer labels with at most this many distinct values are classes (0/1, ratings 1-5).
+MAX_INTEGER_CLASSES = 10
+
+
+def parse_labels(labels: list[str]) -> list:
+    """CSV label strings as the probe should see them: numbers stay numbers.
+
+    All labels numeric: integers with at most :data:`MAX_INTEGER_CLASSES` distinct values are
+    classes (ints); any other numbers (a decimal point, or many distinct integers such as
+    years or counts) are floats, i.e. a regression. Anything else stays text (classes).
+
+    >>> parse_labels(["1", "0", "1"]), parse_labels(["0.5", "2"]), parse_labels(["a", "1"])
+    ([1, 0, 1], [0.5, 2.0], ['a', '1'])
+    """
+    stripped = [str(v).strip() for v in labels]
+    try:
+        numbers = [float(v) for v in stripped]
+    except ValueError:
+        return list(labels)
+    if not all(math.isfinite(x) for x in numbers):
+        return numbers  # check_labels names the rows with inf / NaN
+    integral = all(re.fullmatch(r"[+-]?\d+", v) for v in stripped)
+    if integral and len(set(stripped)) <= MAX_INTEGER_CLASSES:
+        return [int(v) for v in stripped]
+    return numbers
 
 
 def _user_data(texts, labels, groups):
