@@ -5,6 +5,7 @@ import inspect
 
 import numpy as np
 import pytest
+import torch
 
 import reprlab
 from reprlab import datasets, probe_curve
@@ -182,3 +183,35 @@ def test_steering_effect_takes_a_prompt_set_and_keeps_its_kinds(tiny):
     with pytest.raises(ValueError, match="kinds"):
         steering_effect(tiny, direction_from(tiny, build, 2), ["a b"], kinds=["x", "y"],
                         judge=fit_judge(tiny, held, layer=0))
+
+
+# -- whitened geometry's caveat ------------------------------------------------------------------
+
+
+def test_inner_note_warns_against_whitening_a_probe_direction(tiny):
+    from reprlab import Direction
+    from reprlab.geometry import inner_note
+
+    probe = Direction("p", torch.ones(tiny.width), 1, "probe")
+    mean_diff = Direction("m", torch.ones(tiny.width), 1, "mean_difference")
+    note = inner_note(tiny, "whitened", 1, probe)
+    assert "second time" in note and "inner='euclidean'" in note
+    assert inner_note(tiny, "whitened", 1, "probe") == note
+    assert inner_note(tiny, "whitened", 1, mean_diff) == ""
+    assert inner_note(tiny, "whitened", 1) == ""          # no direction: nothing to say
+    causal_probe = inner_note(tiny, "causal", 0, probe)
+    assert "inner='euclidean'" in causal_probe and "not 'whitened'" in causal_probe
+    assert "Compare with inner='whitened'" in inner_note(tiny, "causal", 0, mean_diff)
+
+
+@pytest.mark.integration
+def test_whitening_hurts_a_probe_direction_and_helps_a_mean_difference_over_causal(smol):
+    """The numbers inner_note quotes, on a smaller sample (150 VADER words, two layers)."""
+    pytest.importorskip("vaderSentiment")
+    from bench.whitened_valence import measure
+
+    out = measure(smol, [8, 14], n_words=150)
+    probe_e, probe_w = out[("probe", "euclidean")], out[("probe", "whitened")]
+    md_w, md_c = out[("mean_difference", "whitened")], out[("mean_difference", "causal")]
+    assert probe_e[1] > 0.6 and probe_w[1] < probe_e[1] - 0.4   # layer 14
+    assert md_w[0] > md_c[0] + 0.15                               # layer 8: causal's gap
