@@ -241,7 +241,7 @@ class EffectTable:
                 verdict = "no detectable change"
             out.append(f"alpha {r['alpha']:+g} {r['kind']:>9s} ({r['prompts']:2d} prompts): "
                        f"{r['effect']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-                       f"p {r['p_value']:.3f}: {verdict}")
+                       f"p {r['p_value']:.2g}: {verdict}")
         return "\n".join(out)
 
 
