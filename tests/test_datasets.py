@@ -8,7 +8,8 @@ from reprlab import datasets
 
 
 def test_names_list_every_builtin():
-    assert datasets.names() == ["days", "hours", "months", "pairs", "sentiment", "truth"]
+    assert datasets.names() == ["days", "hours", "months", "pairs", "prompts", "sentiment",
+                                "truth"]
 
 
 @pytest.mark.parametrize("name", ["sentiment", "truth"])

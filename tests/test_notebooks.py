@@ -16,7 +16,7 @@ def test_notebook_executes_without_error(path):
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs; clear them before committing"
     )
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={
+    NotebookClient(nb, timeout=1200, kernel_name="python3", resources={
         "metadata": {"path": str(path.parent)}
     }).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]

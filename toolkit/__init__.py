@@ -48,11 +48,24 @@ from .steering_comparison import SteeringComparison, compare_steering
 from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
 from .version import __version__ as __version__
 
+#: Names this module had before, and where each went (until 1.0 an old name fails with an
+#: error that names the new one; see CHANGELOG.md).
+RENAMED = {
+    "circular_view": "reprlab.circular_analysis",
+    "CircularView": "reprlab.CircularAnalysis",
+    # former submodules (`import reprlab.hooks` itself raises ModuleNotFoundError)
+    "hooks": "reprlab.backends (s.backend.hook_count() replaces hook_count(s.parts))",
+    "architecture": "reprlab.backends.architecture",
+}
+
 
 def __getattr__(name: str):
     # `rl.widgets` without importing ipywidgets/plotly when only the kernel is used.
     if name == "widgets":
         return importlib.import_module(".widgets", __name__)
+    if name in RENAMED:
+        raise AttributeError(f"module 'reprlab' has no attribute {name!r}: it was renamed, use "
+                             f"{RENAMED[name]} (see CHANGELOG.md)", name=name, obj=None)
     raise AttributeError(f"module 'reprlab' has no attribute {name!r}")
 
 

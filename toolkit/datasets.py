@@ -27,7 +27,7 @@ check, so word pairs stay single-token.
 
 >>> from reprlab import datasets
 >>> datasets.names()
-['days', 'hours', 'months', 'pairs', 'sentiment', 'truth']
+['days', 'hours', 'months', 'pairs', 'prompts', 'sentiment', 'truth']
 >>> data = datasets.load("sentiment")
 >>> len(data.texts) == len(data.labels)
 True
@@ -137,7 +137,28 @@ class ConceptPairs:
         return len(self.pairs)
 
 
-Dataset = LabelledTexts | Cycle | dict[str, ConceptPairs]
+@dataclass(frozen=True)
+class PromptSet:
+    """Prompts to generate from, each with a kind (review, diary, news, ...): ``load("prompts")``
+    holds neutral prompts for judging steering on text nobody tuned it on."""
+
+    name: str
+    description: str
+    texts: tuple[str, ...]
+    kinds: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.kinds):
+            raise ValueError(f"{len(self.texts)} prompts but {len(self.kinds)} kinds")
+
+    def of_kind(self, kind: str) -> tuple[str, ...]:
+        return tuple(t for t, k in zip(self.texts, self.kinds) if k == kind)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+Dataset = LabelledTexts | Cycle | PromptSet | dict[str, ConceptPairs]
 
 
 def names() -> list[str]:
@@ -166,6 +187,8 @@ def load(name: str) -> Dataset:
         )
     if kind == "cycle":
         return Cycle(name, raw["description"], tuple(raw["items"]), tuple(raw["templates"]))
+    if kind == "prompts":
+        return PromptSet(name, raw["description"], tuple(raw["texts"]), tuple(raw["kinds"]))
     if kind == "pairs":
         return {
             concept: ConceptPairs(concept, c["description"], tuple(tuple(p) for p in c["pairs"]))

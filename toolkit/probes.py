@@ -249,6 +249,7 @@ def probe_curve(
     ridge: float = 100.0,
     groups: Sequence | None = None,
     max_iter: int = 300,
+    **renamed,
 ) -> ProbeCurve:
     """Cross-validated linear probe score at every layer of ``acts``.
 
@@ -262,6 +263,8 @@ def probe_curve(
     p < 0.01 is reachable), giving the per-layer control (their mean) and the max-over-layers
     permutation test.
     """
+    if renamed:
+        _refuse_renamed(renamed)
     y_raw, task = check_labels(labels, len(acts), task)
     folds = as_int(folds, "folds", minimum=2)
     seed = as_seed(seed)
@@ -636,3 +639,16 @@ def _heldout(outputs: torch.Tensor, fold_ids: np.ndarray) -> torch.Tensor:
     idx = torch.as_tensor(fold_ids, device=outputs.device)
     rows = torch.arange(len(fold_ids), device=outputs.device)
     return outputs[:, idx, rows]
+
+
+RENAMED_KEYWORDS = {"alpha": "ridge", "n_shuffles": "n_permutations"}
+
+
+def _refuse_renamed(kwargs: dict) -> None:
+    """Until 1.0: an old keyword fails naming the new one (the meaning changed, so no alias)."""
+    for old in kwargs:
+        new = RENAMED_KEYWORDS.get(old)
+        if new is not None:
+            raise TypeError(f"probe_curve() got an unexpected keyword argument {old!r}: "
+                            f"{old}= was renamed {new}= (see CHANGELOG.md)")
+    raise TypeError(f"probe_curve() got an unexpected keyword argument {next(iter(kwargs))!r}")

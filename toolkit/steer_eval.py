@@ -15,7 +15,7 @@ labelled data held out from the steering direction's) and by its perplexity unde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -123,6 +123,7 @@ class SteeringEffect:
     judge: str
     seed: int
     n_permutations: int = 2000
+    kinds: tuple[str, ...] | None = None   # kind of each prompt (review, diary, ...)
 
     @property
     def baseline_index(self) -> int:
@@ -146,6 +147,47 @@ class SteeringEffect:
         base = self.perplexity[self.baseline_index]
         return np.nanmedian(self.perplexity / base, axis=1)
 
+    def intervals(self, level: float = 0.95, n_boot: int = 2000) -> np.ndarray:
+        """``[alphas, 2]`` confidence interval of each alpha's effect: percentile bootstrap
+        over prompts (the same prompts resampled for the steered and unsteered scores, so the
+        pairing is kept), ``n_boot`` resamples seeded by ``seed``."""
+        return _bootstrap_ci(self.scores - self.scores[self.baseline_index], level, n_boot,
+                             self.seed)
+
+    def rescored(self, scores, judge: str) -> SteeringEffect:
+        """The same continuations scored by another judge (``scores[alphas, prompts]``, e.g.
+        a sentiment lexicon's), so its effects, p-values and intervals are computed the same
+        way."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != self.scores.shape:
+            raise ValueError(f"scores must have shape {self.scores.shape} (alphas x prompts), "
+                             f"got {scores.shape}")
+        return replace(self, scores=scores, judge=judge)
+
+    def by_kind(self, level: float = 0.95, n_boot: int = 2000) -> EffectTable:
+        """Effect, interval and p of every alpha, over all prompts and per kind of prompt."""
+        kinds = self.kinds or ("all",) * len(self.prompts)
+        groups = {"all": np.arange(len(self.prompts))}
+        if self.kinds:
+            for k in dict.fromkeys(kinds):
+                groups[k] = np.flatnonzero(np.asarray(kinds, dtype=object) == k)
+        diffs = self.scores - self.scores[self.baseline_index]
+        base = self.perplexity[self.baseline_index]
+        rows = []
+        for i, a in enumerate(self.alphas):
+            if a == 0:
+                continue
+            for kind, idx in groups.items():
+                d = diffs[i, idx]
+                low, high = _bootstrap_ci(d[None], level, n_boot, self.seed)[0]
+                rows.append({"alpha": float(a), "kind": kind, "prompts": len(idx),
+                             "effect": float(d.mean()), "ci_low": float(low),
+                             "ci_high": float(high),
+                             "p_value": _sign_flip_p(d, self.n_permutations, self.seed),
+                             "perplexity_ratio": float(np.nanmedian(
+                                 self.perplexity[i, idx] / base[idx]))})
+        return EffectTable(self.direction, self.layer, self.judge, level, tuple(rows))
+
     def rows(self) -> list[dict]:
         return [{"alpha": float(a), "effect": float(e), "p_value": float(p),
                  "mean_score": float(s), "median_perplexity": float(np.nanmedian(pp)),
@@ -165,6 +207,138 @@ class SteeringEffect:
         base = self.scores[self.baseline_index].mean()
         return (f"'{self.direction}' at layer {self.layer}, judged by {self.judge}; unsteered "
                 f"score {base:.2f} over {len(self.prompts)} prompts. " + "; ".join(parts) + ".")
+
+
+@dataclass(frozen=True)
+class EffectTable:
+    """Steering effects with intervals, over all prompts (``kind == "all"``) and per kind."""
+
+    direction: str
+    layer: int
+    judge: str
+    level: float
+    table: tuple[dict, ...]   # alpha, kind, prompts, effect, ci_low, ci_high, p_value, ...
+
+    def rows(self) -> list[dict]:
+        return [dict(r, direction=self.direction, layer=self.layer, judge=self.judge,
+                     level=self.level) for r in self.table]
+
+    def row(self, alpha: float, kind: str = "all") -> dict:
+        for r in self.table:
+            if r["alpha"] == alpha and r["kind"] == kind:
+                return r
+        raise KeyError(f"no row for alpha {alpha:g}, kind {kind!r}")
+
+    def summary(self, level: float = 0.05) -> str:
+        """One line per alpha and kind: effect [interval], p, and what it supports."""
+        out = []
+        for r in self.table:
+            if r["ci_low"] > 0 and r["p_value"] < level:
+                verdict = "more positive"
+            elif r["ci_high"] < 0 and r["p_value"] < level:
+                verdict = "more negative"
+            else:
+                verdict = "no detectable change"
+            out.append(f"alpha {r['alpha']:+g} {r['kind']:>9s} ({r['prompts']:2d} prompts): "
+                       f"{r['effect']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+                       f"p {r['p_value']:.2g}: {verdict}")
+        return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class JudgeAgreement:
+    """How two judges of the same continuations agree: per-text correlations and whether
+    they reach the same verdict on each alpha."""
+
+    judge: str
+    other: str
+    alphas: np.ndarray
+    pearson: np.ndarray          # per alpha, over its prompts' texts
+    spearman: np.ndarray
+    pooled_pearson: float        # over every text of every alpha
+    pooled_spearman: float
+    effect: np.ndarray           # per alpha (0 excluded), under each judge
+    other_effect: np.ndarray
+    p_value: np.ndarray
+    other_p_value: np.ndarray
+    level: float = 0.05
+
+    @property
+    def same_verdict(self) -> np.ndarray:
+        """Per steered alpha: both significant with the same sign, or both not significant."""
+        sig, other = self.p_value < self.level, self.other_p_value < self.level
+        same_sign = np.sign(self.effect) == np.sign(self.other_effect)
+        return (sig == other) & (~sig | same_sign)
+
+    def rows(self) -> list[dict]:
+        steered = [i for i, a in enumerate(self.alphas) if a != 0]
+        out = []
+        for j, i in enumerate(steered):
+            out.append({"alpha": float(self.alphas[i]), "pearson": float(self.pearson[i]),
+                        "spearman": float(self.spearman[i]), "effect": float(self.effect[j]),
+                        "p_value": float(self.p_value[j]),
+                        "other_effect": float(self.other_effect[j]),
+                        "other_p_value": float(self.other_p_value[j]),
+                        "same_verdict": bool(self.same_verdict[j]), "judge": self.judge,
+                        "other": self.other})
+        return out
+
+    def summary(self) -> str:
+        n = int(self.same_verdict.sum())
+        return (f"{self.judge} vs {self.other}: per-text Pearson {self.pooled_pearson:.2f}, "
+                f"Spearman {self.pooled_spearman:.2f} over every text (per alpha "
+                f"{np.nanmin(self.spearman):.2f}-{np.nanmax(self.spearman):.2f}); same verdict "
+                f"at p < {self.level:g} on {n} of {len(self.same_verdict)} steered alphas.")
+
+
+def judge_agreement(effect: SteeringEffect, other: SteeringEffect,
+                    level: float = 0.05) -> JudgeAgreement:
+    """Compare two judges of the same continuations (``other = effect.rescored(...)``)."""
+    if effect.texts != other.texts:
+        raise ValueError("the two effects judge different continuations: score the same "
+                         "texts (SteeringEffect.rescored)")
+    a, b = effect.scores, other.scores
+    steered = effect.alphas != 0
+    return JudgeAgreement(
+        _judge_name(effect.judge), other.judge, effect.alphas,
+        np.array([_pearson(x, y) for x, y in zip(a, b)]),
+        np.array([_pearson(_ranks(x), _ranks(y)) for x, y in zip(a, b)]),
+        _pearson(a.ravel(), b.ravel()), _pearson(_ranks(a.ravel()), _ranks(b.ravel())),
+        effect.effect[steered], other.effect[steered], effect.p_values[steered],
+        other.p_values[steered], level)
+
+
+def _judge_name(judge: str) -> str:
+    return judge.split("(")[0] if judge.startswith("TextJudge") else judge
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as scipy.stats.rankdata), for Spearman's rho."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    values, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, ranks)
+    counts = np.bincount(inverse)
+    return (sums / counts)[inverse]
+
+
+def _pearson(x, y) -> float:
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def _bootstrap_ci(diffs: np.ndarray, level: float, n_boot: int, seed: int) -> np.ndarray:
+    """Percentile bootstrap interval of the mean of each row of ``diffs`` over its columns."""
+    diffs = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
+    m = diffs.shape[1]
+    idx = np.random.default_rng(seed).integers(0, m, size=(n_boot, m))
+    means = diffs[:, idx].mean(-1)                      # [rows, n_boot]
+    tail = (1 - level) / 2
+    return np.stack([np.quantile(means, tail, axis=1), np.quantile(means, 1 - tail, axis=1)], 1)
 
 
 def _sign_flip_p(d: np.ndarray, n: int, seed: int) -> float:
@@ -188,10 +362,21 @@ def steering_effect(session: Session, direction: Direction, prompts: Sequence[st
                     alphas: Sequence[float] = (-0.5, -0.25, 0.0, 0.25, 0.5), *,
                     judge: TextJudge, layer: int | None = None, max_new_tokens: int = 24,
                     seed: int = 0, temperature: float = 0.0, apply_to: str = "all",
-                    progress=None) -> SteeringEffect:
+                    kinds: Sequence[str] | None = None, progress=None) -> SteeringEffect:
     """Generate from each prompt at each alpha (alpha 0 added if missing), then judge the
-    continuations and measure their perplexity under the unsteered model."""
-    prompts = list(prompts)
+    continuations and measure their perplexity under the unsteered model.
+
+    ``prompts`` may be a :class:`~reprlab.datasets.PromptSet` (``datasets.load("prompts")``),
+    whose kinds then label the prompts for :meth:`SteeringEffect.by_kind`; or pass ``kinds``.
+    """
+    if kinds is None:
+        kinds = getattr(prompts, "kinds", None)
+    prompts = list(getattr(prompts, "texts", prompts))
+    if kinds is not None:
+        kinds = tuple(str(k) for k in kinds)
+        if len(kinds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(kinds)} kinds: pass one kind "
+                             "per prompt")
     if not prompts:
         raise ValueError("no prompts: pass a few prompts to generate from")
     for p in prompts:
@@ -216,4 +401,4 @@ def steering_effect(session: Session, direction: Direction, prompts: Sequence[st
     scores = np.stack([judge.score(session, row) for row in texts])
     resolved = Steer(direction, layer=layer).layer
     return SteeringEffect(direction.name, resolved, alphas, tuple(prompts), tuple(texts), scores,
-                          np.array(ppl), repr(judge), seed)
+                          np.array(ppl), repr(judge), seed, kinds=kinds)

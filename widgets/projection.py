@@ -182,7 +182,7 @@ class ConceptProjection(View):
         d = self.session.directions[self.direction.value]
         note = "" if d.layer in (None, self.layer.value) else \
             f" (direction built at layer {d.layer}, read at layer {self.layer.value})"
-        caveat = inner_note(self.session, self.inner.value, self.layer.value)
+        caveat = inner_note(self.session, self.inner.value, self.layer.value, d)
         self.show_info(f"'{d.name}': {d.method}, {d.where}{note}; projections measured from the "
                        "mean of the reference texts (built-in sentiment and truth sets)."
                        + (f" Note: {caveat}" if caveat else ""))
