@@ -20,7 +20,7 @@ def test_activations_carry_their_session_so_projection_needs_none(tiny):
     acts = tiny.activations(["one text", "another text"], progress=False)
     # a value naming its model: the live session found from it has the same weights
     assert acts.source == tiny.ref and acts.select([2], rows=[1]).source == tiny.ref
-    assert acts.session.fingerprint == tiny.fingerprint
+    assert acts.session is tiny and acts.select([2], rows=[1]).session is tiny  # its maker
     for inner in ("euclidean", "standardized", "causal"):
         expected = project(tiny, d, acts, inner)
         assert torch.equal(d.project(acts, inner=inner), expected)

@@ -14,8 +14,8 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -52,6 +52,9 @@ class Activations(FromModel):
     positions: tuple[int, ...]
     at: Position | tuple[Position, ...]
     source: ModelRef | None = None
+    # a weak reference to the session that made these, preferred by :attr:`session` over other
+    # live sessions of the same weights (whose reference sets may differ); never pickled
+    origin: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         L, N = self.values.shape[:2]
@@ -67,8 +70,13 @@ class Activations(FromModel):
 
     @property
     def session(self) -> Session | None:
-        """A live session of the model that made these (None if none is loaded)."""
-        return live_session(self.source)
+        """The session that made these if it is alive, else a live session of the same weights
+        (None if none is loaded)."""
+        made_by = self.origin() if self.origin is not None else None
+        return live_session(self.source, prefer=made_by)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "origin": None}  # a weak reference does not pickle
 
     def copy(self) -> Activations:
         """The same activations with values in storage of their own."""
@@ -116,6 +124,7 @@ class Activations(FromModel):
             positions=tuple(self.positions[i] for i in keep),
             at=self.at,
             source=self.source,
+            origin=self.origin,
         )
 
     def numpy(self) -> np.ndarray:

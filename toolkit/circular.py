@@ -235,7 +235,7 @@ def circular_analysis(
     template_index = np.array([e[2] for e in examples])
     at = [data.items[k] for k in item_index]
     layers = session.check_layers(layers)
-    acts = session.activations(texts, layers=layers, at=at, progress=progress)
+    acts = session.activations(texts, layers=layers, at=at, progress=progress, copy=False)
     x = torch.stack([session.geometry.residual_map(inner, layer, progress)(acts.layer(layer))
                      for layer in layers])                                   # [L, n, D]
     k = len(data.items)

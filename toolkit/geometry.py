@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import datasets
-from .model_ref import ModelRef, check_same_model, live_session
+from .model_ref import ModelRef, check_same_model
 from .pair_stats import cosine_null
 from .sites import Site
 from .types import Inner, check_inner
@@ -324,7 +324,7 @@ def project_activations(direction: Direction, acts: Activations, inner: Inner = 
                         layer: int | None = None) -> torch.Tensor:
     """:func:`project` with the session found from ``acts.source`` (what
     :meth:`Direction.project` calls); Euclidean projections need no session."""
-    session = live_session(acts.source)
+    session = acts.session
     if session is not None:
         return project(session, direction, acts, inner, layer)
     if inner != "euclidean":

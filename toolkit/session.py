@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -384,6 +385,7 @@ class Session:
             positions=tuple(e.read_at for e in encoded),
             at=at,
             source=self.ref,
+            origin=weakref.ref(self),
         )
 
     def token_activations(
@@ -409,7 +411,7 @@ class Session:
                                             max_tokens=self.context_length)
             n = len(tokens)
             acts = Activations(values, layers, (text,) * n, tuple(tokens), tuple(range(n)),
-                               at="tokens", source=self.ref)
+                               at="tokens", source=self.ref, origin=weakref.ref(self))
             if cache:
                 self.cache.put_tokens(acts)
                 return _owned(acts) if copy else acts

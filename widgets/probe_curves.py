@@ -99,7 +99,8 @@ class ProbeCurves(View):
         self.figure_row.layout.visibility = "visible"
 
         def work(progress):
-            acts = self.session.activations(texts, at=at, progress=progress)
+            # read only (never edited in place), so no copy of the cache's tensors
+            acts = self.session.activations(texts, at=at, progress=progress, copy=False)
             return acts, probe_curve(acts, labels, groups=groups, **self.probe_options)
 
         self.submit(work, self._render, busy=f"Reading {len(texts)} texts and fitting probes…")
