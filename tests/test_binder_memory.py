@@ -31,7 +31,7 @@ def test_every_view_of_the_explorer_fits_in_binders_memory():
     # every tab was opened, and the circular view switched to UMAP
     assert {key.split(":")[0] for key in steps} >= {
         "Probe curves", "Concept directions", "Circular features", "Steering"}
-    assert any(key.startswith("Circular features: method=UMAP") for key in steps)
+    assert any(key.startswith("Circular features: map_method=UMAP") for key in steps)
     # The process's own peak RSS (VmHWM: ru_maxrss without what a large parent passes on
     # across fork/exec). The walk log is in the message when it fails.
     assert run["peak_mb"] < BINDER_LIMIT_MB, result.stderr[-4000:]
