@@ -130,13 +130,13 @@ class Direction(FromModel):
 
     def _ref(self) -> ModelRef:
         ref = self.source
-        return ref if ref is not None else ModelRef("", "", self.width, 0)
+        return ref if ref is not None else ModelRef.unknown(self.width)
 
     def adopted_by(self, session: Session) -> Direction:
         """This direction, marked as belonging to ``session``'s model (widths must match):
         for transferring a direction between models of the same width on purpose."""
         ref = ref_of(session)
-        check_same_model(ModelRef("", "", self.width, 0), ref, what=f"direction {self.name!r}")
+        check_same_model(ModelRef.unknown(self.width), ref, what=f"direction {self.name!r}")
         return replace(self, source=ref)
 
     def renamed(self, name: str) -> Direction:

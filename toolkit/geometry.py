@@ -335,7 +335,7 @@ def project_activations(direction: Direction, acts: Activations, inner: Inner = 
             f"{why}: make them with session.activations(...), or call "
             f"reprlab.geometry.project(session, direction, acts, inner)")
     at = direction.reading_layer(layer)
-    direction.check_fits(acts.source or ModelRef("", "", acts.width, 0))
+    direction.check_fits(acts.source or ModelRef.unknown(acts.width))
     return acts.layer(at).float() @ direction.vector.to(acts.values.device)
 
 

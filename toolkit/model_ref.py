@@ -36,6 +36,11 @@ class ModelRef:
     width: int
     blocks: int
 
+    @classmethod
+    def unknown(cls, width: int) -> ModelRef:
+        """A reference that knows only the width (things built by hand): only width is checked."""
+        return cls("", "", width, 0)
+
     def __str__(self) -> str:
         return f"{self.name} ({self.fingerprint})"
 
