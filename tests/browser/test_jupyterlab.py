@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from dom_layout import (  # tests/browser
+    CONTROL_FAULTS,
+    FIGURE_FAULTS,
+    FIGURES_OUTSIDE_PAGE,
+    MISSING_TOOLTIPS,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +37,7 @@ ARTIFACTS = ROOT / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PROJECTOR = {"width": 1024, "height": 768}
+EXPLORER = ".jp-OutputArea-output:has(.widget-tab)"  # the first display of the Explorer
 TABS = ("Probe curves", "Concept directions", "Circular features", "Steering")
 LONG_TEXT = ("The movie was wonderful at the start, with a warm story, clever dialogue and a "
              "cast that clearly enjoyed every scene, but the second half dragged on and on, the "
@@ -228,11 +236,113 @@ def _screenshot(page, name: str) -> Path:
     return path
 
 
+def _explorer_faults(page, front_end: str, slug: str) -> list[str]:
+    """Layout faults of the Explorer as a browser shows it now: figure texts cut or
+    overlapping, control labels cut, controls overlapping, controls without a tooltip."""
+    root = EXPLORER
+    faults = page.evaluate(FIGURE_FAULTS, root) + page.evaluate(CONTROL_FAULTS, root) + \
+        page.evaluate(MISSING_TOOLTIPS, root)
+    return [f"{front_end} {slug}: {f}" for f in dict.fromkeys(faults)]
+
+
+def _wait_for_tab(page, title: str) -> None:
+    if title == "Steering":
+        page.wait_for_function(
+            "[...document.querySelectorAll('.reprlab-view')].some("
+            "v => v.offsetParent && /\\d+ of \\d+ tokens differ/.test(v.innerText))",
+            timeout=240_000)
+    else:
+        page.wait_for_function(f"(({PLOT_DATA})(document.querySelector("
+                               "'.widget-tab'))).filter(n => n > 0).length >= 2",
+                               timeout=240_000)
+    page.wait_for_timeout(300)  # the last relayout (a resize observer) settles
+
+
+def _export_html_faults(page, view, front_end: str, slug: str) -> list[str]:
+    """Click the view's HTML export, open the file it saved at 1024 x 768 and measure it:
+    every figure inside the page, no figure text cut or overlapping."""
+    view.locator("button:text-is('HTML')").first.click()
+    status = view.locator(":text-matches('Saved /.*\\.html')").first
+    status.wait_for(timeout=60_000)
+    path = Path(re.search(r"Saved (/\S+\.html)", status.inner_text()).group(1))
+    shutil.copy(path, ARTIFACTS / f"{front_end.lower().replace(' ', '')}-{slug}.html")
+    exported = page.context.browser.new_page(viewport=PROJECTOR)
+    try:
+        exported.goto(path.as_uri())
+        exported.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')]"
+                                   ".every(gd => gd._fullLayout)", timeout=30_000)
+        exported.wait_for_timeout(300)
+        faults = exported.evaluate(FIGURES_OUTSIDE_PAGE) + exported.evaluate(FIGURE_FAULTS, "")
+    finally:
+        exported.close()
+    return [f"{front_end} {slug} exported HTML: {f}" for f in faults]
+
+
+def _measure_every_tab(page, front_end: str, shots: Path | None) -> list[str]:
+    """Each tab of the Explorer: drawn, laid out without faults, its export too; a screenshot
+    of each (into ``shots`` when given)."""
+    faults = []
+    for title in TABS:
+        view = _select_tab(page, title)
+        _wait_for_tab(page, title)
+        slug = title.lower().replace(" ", "-")
+        faults += _explorer_faults(page, front_end, slug)
+        shot = _screenshot(page, f"{front_end.lower().replace(' ', '')}-{slug}.png")
+        if shots is not None:
+            shutil.copy(shot, shots / f"explorer-{slug}.png")
+        faults += _export_html_faults(page, view, front_end, slug)
+    return faults
+
+
+# Where a view's inline notice is, how far from a control (px, vertical gap between the boxes),
+# and how faded its outputs are: what a student sees while work runs or after an error.
+NOTICE_STATE = """(control) => {
+    const view = [...document.querySelectorAll('.widget-tab .reprlab-view')]
+        .find((v) => v.offsetParent);
+    const notice = view.querySelector('.reprlab-notice');
+    const target = view.querySelector(control);
+    const a = notice.getBoundingClientRect(), b = target.getBoundingClientRect();
+    const outputs = [...view.querySelectorAll('.reprlab-output')].filter((e) => e.offsetParent);
+    const badge = outputs.length ? getComputedStyle(outputs[0], '::after').content : '';
+    return {text: notice.innerText, gap: Math.max(a.top - b.bottom, b.top - a.bottom, 0),
+            busy: view.classList.contains('reprlab-busy'),
+            stale: view.classList.contains('reprlab-stale'), badge,
+            faded: outputs.length > 0 && outputs.every((e) => [...e.children].every(
+                (c) => parseFloat(getComputedStyle(c).opacity) < 0.6))};
+}"""
+
+
+def _busy_and_error_show_beside_their_controls(page) -> None:
+    """A new data set dims the figures with "computing ..." right by the dropdown; an empty
+    steering prompt says why right under the prompt and marks the old text as not updated."""
+    view = _select_tab(page, "Probe curves")
+    view.locator("select").first.select_option("truth")
+    page.wait_for_function(f"(({NOTICE_STATE})('select')).busy", timeout=30_000, polling=50)
+    state = page.evaluate(NOTICE_STATE, "select")
+    assert "computing" in state["text"] and state["gap"] < 120 and state["faded"], state
+    assert "computing" in state["badge"], state
+    page.wait_for_function(f"!(({NOTICE_STATE})('select')).busy", timeout=240_000)
+    assert not page.evaluate(NOTICE_STATE, "select")["faded"]
+
+    view = _select_tab(page, "Steering")
+    prompt = view.locator("input[type='text']").first
+    prompt.fill("")
+    prompt.press("Enter")
+    page.wait_for_function(f"(({NOTICE_STATE})(\"input[type='text']\")).stale",
+                           timeout=30_000)
+    state = page.evaluate(NOTICE_STATE, "input[type='text']")
+    assert "prompt" in state["text"].lower() and state["gap"] < 120 and state["faded"], state
+    assert "not updated" in state["badge"], state
+    prompt.fill("I think the movie was")
+    prompt.press("Enter")
+    page.wait_for_function(f"!(({NOTICE_STATE})(\"input[type='text']\")).stale",
+                           timeout=180_000)
+
+
 def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector(server, page):
     _open(page, f"{server}/lab/tree/00_quickstart.ipynb")
-    side = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
-    if side.count():  # hide the file browser: the notebook gets the width, as on a projector
-        side.first.click()
+    # The file browser stays open, as `make lab` opens it: the notebook gets what is left.
+    assert page.locator(".jp-DirListing:visible").count(), "the file browser is not open"
     _run_all(page)
     _wait_for_plots(page, 4)  # the Explorer's two figures and their second display
     page.wait_for_function(
@@ -244,24 +354,14 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
         "c => c.innerText.includes('explorer.view(0)')))).filter(n => n > 0).length == 2",
         timeout=120_000)
 
-    # every tab at 1024 x 768: drawn, nothing clipped horizontally, a screenshot
-    for title in TABS:
-        view = _select_tab(page, title)
-        if title == "Steering":
-            page.wait_for_function(
-                "[...document.querySelectorAll('.reprlab-view')].some("
-                "v => v.offsetParent && /\\d+ of \\d+ tokens differ/.test(v.innerText))",
-                timeout=180_000)
-        else:
-            page.wait_for_function(f"(({PLOT_DATA})(document.querySelector("
-                                   "'.widget-tab'))).filter(n => n > 0).length >= 2",
-                                   timeout=240_000)
-        assert page.evaluate(CLIPPED) == [], f"{title}: clipped at 1024 px"
-        slug = title.lower().replace(" ", "-")
-        shot = _screenshot(page, f"explorer-{slug}.png")
-        if title == TABS[0]:
-            (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, ROOT / "docs" / "img" / "explorer.png")
+    # every tab at 1024 x 768 with the file browser open: measured from DOM boxes, exported,
+    # screenshots for the docs
+    (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    faults = _measure_every_tab(page, "JupyterLab", ROOT / "docs" / "img")
+    shutil.copy(ROOT / "docs" / "img" / "explorer-probe-curves.png",
+                ROOT / "docs" / "img" / "explorer.png")
+
+    _busy_and_error_show_beside_their_controls(page)
 
     # PNG made by plotly.js in the browser, downloaded by the browser
     _select_tab(page, "Probe curves")
@@ -313,6 +413,7 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
     assert strip["scroll"] <= strip["width"] + 1, f"token strip clipped: {strip}"
     assert page.evaluate(CLIPPED) == []
     _screenshot(page, "explorer-long-text.png")
+    assert faults == [], "layout faults at 1024 x 768:\n" + "\n".join(faults)
 
 
 def test_quickstart_in_notebook7_draws_the_explorer_and_survives_reload(server, page):
@@ -323,8 +424,9 @@ def test_quickstart_in_notebook7_draws_the_explorer_and_survives_reload(server, 
         "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
         ".some(t => t.textContent.startsWith('Layer '))", timeout=120_000)
     assert page.locator("text=Error displaying widget").count() == 0
-    assert page.evaluate(CLIPPED) == []
-    _screenshot(page, "notebook7-explorer.png")
+    faults = _measure_every_tab(page, "Notebook 7", None)
+    assert faults == [], "\n".join(faults)
+    _select_tab(page, "Probe curves")
     _save_and_reload(page)
     counts = _wait_for_plots(page, 2, timeout=90_000)
     assert all(n > 0 for n in counts), f"blank plots after reload: {counts}"
