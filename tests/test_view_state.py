@@ -8,7 +8,7 @@ import ipywidgets as W
 import numpy as np
 import pytest
 
-from reprlab import Direction, Session
+from reprlab import Session
 from reprlab.numbers import fmt, fmt_p, fmt_score
 from reprlab.widgets import CircularMap, ConceptProjection, Explorer, ProbeCurves, SteeringPanel
 
@@ -170,15 +170,6 @@ def test_explorer_sends_a_probe_to_an_open_steering_tab(session):
     sent = e.send_to_steering()
     assert sent.name != first and steering.direction.value == sent.name
     assert steering.result.steer.direction.name == sent.name
-
-
-def test_a_view_shown_again_selects_the_direction_added_while_it_was_hidden(session):
-    steering = SteeringPanel(session, background=False)
-    steering._shown, steering._view_count = True, 0  # its display was removed from the page
-    session.directions.add_new(Direction.from_dataset(session, "truth", 2, name="truth@2"))
-    assert steering.direction.value != "truth@2"
-    steering._view_count = 1
-    assert steering.direction.value == "truth@2"
 
 
 def test_a_typed_alpha_outside_the_range_is_clipped_with_a_note(session):

@@ -91,7 +91,6 @@ class View(W.VBox):
         self._worker: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._shown = self._missed_events = False
-        self._missed_added: str | None = None
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -329,8 +328,6 @@ class View(W.VBox):
     def _registry_event(self, event: str, direction) -> None:
         if self.hidden:
             self._missed_events = True
-            if event == "added":  # shown again, the view selects the newest it missed
-                self._missed_added = direction.name
         else:
             self.on_registry(event, direction.name)
 
@@ -339,8 +336,7 @@ class View(W.VBox):
             self._shown = True
             if self._missed_events:
                 self._missed_events = False
-                added, self._missed_added = self._missed_added, None
-                self.on_registry("added" if added else "removed", added)
+                self.on_registry("removed", None)
 
     def close(self) -> None:
         """Stop listening to the registry and close this view with all its controls."""
