@@ -36,6 +36,7 @@ import torch
 
 from . import datasets
 from .datasets import Cycle
+from .numbers import fmt_p, fmt_score
 from .probe_solvers import fit_ridge, fold_standardization
 from .types import CircularMethod, Inner, check_inner
 
@@ -145,13 +146,15 @@ class CircularAnalysis:
         s = self.stats
         verdict = "circular" if s.circular[i] else "not shown circular"
         p = s.p_beyond_linear[i]
-        p_text = (f"p <= {s.min_p_value:.2g} (the smallest attainable: the cycle's rotations and "
-                  "reflections tie)" if p <= s.min_p_value * (1 + 1e-9) else f"p = {p:.2g}")
-        return (f"layer {layer}: rho(cyclic) {s.rho_cyclic[i]:.2f}, rho(linear) "
-                f"{s.rho_linear[i]:.2f}; cyclic beyond linear {p_text}, corrected for "
-                f"{len(self.layers)} layers; circle probe {s.probe_score[i]:.2f} vs shuffled "
-                f"order {s.probe_control[i]:.2f} -> {verdict}. The statistics are the same for "
-                "PCA, UMAP and circle probe; the 2-D map changes only the picture.")
+        p_text = fmt_p(p, s.min_p_value) + (
+            " (the smallest attainable: the cycle's rotations and reflections tie)"
+            if p <= s.min_p_value * (1 + 1e-9) else "")
+        return (f"layer {layer}: rho(cyclic) {fmt_score(s.rho_cyclic[i])}, rho(linear) "
+                f"{fmt_score(s.rho_linear[i])}; cyclic beyond linear {p_text}, corrected for "
+                f"{len(self.layers)} layers; circle probe {fmt_score(s.probe_score[i])} vs "
+                f"shuffled order {fmt_score(s.probe_control[i])} -> {verdict}. The statistics "
+                "are the same for PCA, UMAP and circle probe; the 2-D map changes only the "
+                "picture.")
 
 
 def load_cycle(cycle: str | Sequence[str], templates: Sequence[str] | None = None) -> Cycle:

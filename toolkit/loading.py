@@ -10,6 +10,7 @@ that later loads take seconds instead of a full de-quantization.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from .backends.architecture import supported_context
 from .conversion import (
@@ -286,13 +288,28 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
 
 
+@contextlib.contextmanager
+def quiet_weight_loading():
+    """No "Loading weights" bar from transformers while the block runs (it stayed in a
+    notebook's output for good); the previous setting comes back afterwards. Hub downloads
+    keep their own progress bars (huggingface_hub's, not these)."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _load_pretrained(source: str, dtype, trust_remote_code: bool, local: bool = False):
     options = dict(trust_remote_code=trust_remote_code, local_files_only=local)
     try:
         tok = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype or torch.float32, use_safetensors=True, **options
-        )
+        with quiet_weight_loading():
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype or torch.float32, use_safetensors=True, **options
+            )
     except Exception as err:  # transformers raises many kinds; name the spec and the cause
         hint = ""
         if "safetensors" in str(err).lower():
@@ -326,7 +343,8 @@ def _load_gguf(path: Path, *, dtype, use_cache: bool, verify: str = "sampled"):
     try:
         options = dict(gguf_file=path.name, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(str(path.parent), **options)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), **options)
+        with quiet_weight_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), **options)
     except Exception as err:
         raise ModelLoadError(f"could not load GGUF file {str(path)!r}: {err}") from err
     _drop_quantization(model)

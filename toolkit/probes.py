@@ -37,6 +37,7 @@ import torch
 from .activations import Activations
 from .checks import as_float, as_int, as_seed
 from .model_ref import FromModel, ModelRef
+from .numbers import fmt_p, fmt_score, fmt_signed
 from .probe_solvers import (
     Fit,
     FoldStats,
@@ -157,21 +158,21 @@ class ProbeCurve(FromModel):
     def summary(self, level: float = 0.05) -> str:
         """One plain sentence: best layer, its score, and whether any layer beats chance."""
         best = self.best_layer_index
-        score = f"{self.metric} {self.scores[best]:.2f} ± {self.spread[best]:.2f}"
+        score = f"{self.metric} {fmt_score(self.scores[best])} ± {fmt_score(self.spread[best])}"
         if self.null_max is None:
             return (f"Best layer {self.best_layer}: {score} ({len(self.labels)} examples); "
                     "no significance test (control=False).")
         n_sig = int(self.significant(level).sum())
-        p = _format_p(self.p_value, self.min_p_value)
-        null = (f"shuffled labels reach {self.null_max.mean():.2f} at their best layer, "
-                f"{self.threshold(level):.2f} at the {1 - level:.0%} quantile")
+        p = fmt_p(self.p_value, self.min_p_value)
+        null = (f"shuffled labels reach {fmt_score(self.null_max.mean())} at their best layer, "
+                f"{fmt_score(self.threshold(level))} at the {1 - level:.0%} quantile")
         if n_sig == 0:
-            return (f"No layer is above chance (p {p}, corrected for {len(self.layers)} "
+            return (f"No layer is above chance ({p}, corrected for {len(self.layers)} "
                     f"layers): the best, layer {self.best_layer}, reaches {score}, and {null} "
                     f"({len(self.labels)} examples, {self.n_permutations} shuffles).")
         return (f"Best layer {self.best_layer}: {score}; {n_sig} of {len(self.layers)} layers "
-                f"above chance (p {p} at the best, corrected for choosing among layers; "
-                f"{null}; selectivity {self.best_selectivity:+.2f}; {len(self.labels)} "
+                f"above chance ({p} at the best, corrected for choosing among layers; "
+                f"{null}; selectivity {fmt_signed(self.best_selectivity)}; {len(self.labels)} "
                 f"examples, {self.n_permutations} shuffles).")
 
     def _require_null(self) -> None:
@@ -228,11 +229,12 @@ class ProbeCurve(FromModel):
     def __repr__(self) -> str:
         best = self.best_layer_index
         ctrl = "" if self.control is None else (
-            f", control {self.control[best]:.3f}, p {_format_p(self.p_value, self.min_p_value)}")
+            f", control {fmt_score(self.control[best], 3)}, "
+            f"{fmt_p(self.p_value, self.min_p_value)}")
         return (
             f"ProbeCurve({self.task}, {len(self.labels)} examples, {len(self.layers)} layers, "
-            f"best layer {self.best_layer}: {self.metric} {self.scores[best]:.3f}"
-            f" ± {self.spread[best]:.3f}{ctrl})"
+            f"best layer {self.best_layer}: {self.metric} {fmt_score(self.scores[best], 3)}"
+            f" ± {fmt_score(self.spread[best], 3)}{ctrl})"
         )
 
 
@@ -462,12 +464,6 @@ def permute_labels(y: np.ndarray, groups=None, rng=None, folds=None) -> np.ndarr
         for dest, src in zip(members, rng.permutation(len(members))):
             out[dest] = rng.permutation(y[members[src]])
     return out
-
-
-def _format_p(p: float, floor: float) -> str:
-    """``p`` for people; at the floor of the permutation test say "<= floor"."""
-    text = f"{p:.2g}"
-    return f"<= {text}" if p <= floor * (1 + 1e-9) else f"= {text}"
 
 
 def assign_folds(y, folds: int, *, seed: int = 0, groups=None, n: int | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .directions import Direction
+from .numbers import fmt_p, fmt_score, fmt_signed
 from .probes import probe_curve
 from .steering import Steer, check_prompt
 
@@ -64,7 +65,8 @@ class TextJudge:
 
     def __repr__(self) -> str:
         return (f"TextJudge({self.positive} vs {self.negative} at layer {self.layer}, held-out "
-                f"accuracy {self.heldout_accuracy:.2f}, p {self.p_value:.2g}, {self.source})")
+                f"accuracy {fmt_score(self.heldout_accuracy)}, {fmt_p(self.p_value)}, "
+                f"{self.source})")
 
 
 def fit_judge(session: Session, data: LabelledTexts, layer: int | None = None, *,
@@ -203,10 +205,12 @@ class SteeringEffect:
             if a == 0:
                 continue
             verdict = "moves the text" if p < level else "no detectable change"
-            parts.append(f"alpha {a:+g}: {e:+.2f} ({verdict}, p = {p:.2g}), perplexity x{c:.2f}")
+            parts.append(f"alpha {a:+g}: {fmt_signed(e)} ({verdict}, {fmt_p(p)}), perplexity "
+                         f"x{fmt_score(c)}")
         base = self.scores[self.baseline_index].mean()
         return (f"'{self.direction}' at layer {self.layer}, judged by {self.judge}; unsteered "
-                f"score {base:.2f} over {len(self.prompts)} prompts. " + "; ".join(parts) + ".")
+                f"score {fmt_score(base)} over {len(self.prompts)} prompts. "
+                + "; ".join(parts) + ".")
 
 
 @dataclass(frozen=True)
@@ -240,8 +244,8 @@ class EffectTable:
             else:
                 verdict = "no detectable change"
             out.append(f"alpha {r['alpha']:+g} {r['kind']:>9s} ({r['prompts']:2d} prompts): "
-                       f"{r['effect']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-                       f"p {r['p_value']:.2g}: {verdict}")
+                       f"{fmt_signed(r['effect'], 3)} [{fmt_signed(r['ci_low'], 3)}, "
+                       f"{fmt_signed(r['ci_high'], 3)}], {fmt_p(r['p_value'])}: {verdict}")
         return "\n".join(out)
 
 
@@ -285,9 +289,10 @@ class JudgeAgreement:
 
     def summary(self) -> str:
         n = int(self.same_verdict.sum())
-        return (f"{self.judge} vs {self.other}: per-text Pearson {self.pooled_pearson:.2f}, "
-                f"Spearman {self.pooled_spearman:.2f} over every text (per alpha "
-                f"{np.nanmin(self.spearman):.2f}-{np.nanmax(self.spearman):.2f}); same verdict "
+        return (f"{self.judge} vs {self.other}: per-text Pearson "
+                f"{fmt_score(self.pooled_pearson)}, Spearman {fmt_score(self.pooled_spearman)} "
+                f"over every text (per alpha {fmt_score(np.nanmin(self.spearman))} to "
+                f"{fmt_score(np.nanmax(self.spearman))}); same verdict "
                 f"at p < {self.level:g} on {n} of {len(self.same_verdict)} steered alphas.")
 
 

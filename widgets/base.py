@@ -23,6 +23,37 @@ from reprlab.export import write_csv
 
 from .plot import ImageButtons, Plot
 
+#: Dims a view's outputs while they are out of date, with a badge saying why: the view gets
+#: ``reprlab-busy`` while work for a new setting runs and ``reprlab-stale`` after an error (the
+#: old figures and texts stay, marked as not current); outputs carry ``reprlab-output``.
+STATE_CSS = """<style>
+.reprlab-busy .reprlab-output, .reprlab-stale .reprlab-output { position: relative; }
+.reprlab-busy .reprlab-output > *, .reprlab-stale .reprlab-output > * {
+  opacity: 0.35; transition: opacity 0.2s; }
+.reprlab-busy .reprlab-output::after, .reprlab-stale .reprlab-output::after {
+  position: absolute; top: 6px; left: 50%; transform: translateX(-50%); z-index: 5;
+  padding: 2px 10px; border-radius: 10px; font-size: 13px; pointer-events: none; }
+.reprlab-busy .reprlab-output::after { content: "computing \2026"; background: #fff3cd;
+  color: #5c4400; border: 1px solid #e6c96b; }
+.reprlab-stale:not(.reprlab-busy) .reprlab-output::after {
+  content: "not updated: fix the error above"; background: #fde8ea; color: #8a0016;
+  border: 1px solid #e7a1aa; }
+.reprlab-notice { font-size: 13px; line-height: 1.35; }
+.reprlab-spinner { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em;
+  border: 2px solid #c9a227; border-top-color: transparent; border-radius: 50%;
+  vertical-align: -0.1em; animation: reprlab-spin 0.9s linear infinite; }
+@keyframes reprlab-spin { to { transform: rotate(360deg); } }
+</style>"""
+
+#: Control rows wrap instead of overflowing a narrow output area (JupyterLab at 1024 x 768 with
+#: the file browser open leaves 600-700 px).
+ROW = dict(flex_flow="row wrap", align_items="center", max_width="100%")
+
+
+def row(*children, **layout) -> W.HBox:
+    """A row of controls that wraps onto more lines when the output area is narrow."""
+    return W.HBox(list(children), layout=W.Layout(**{**ROW, **layout}))
+
 
 class Superseded(Exception):
     """Raised inside work whose result is no longer wanted (a newer request came in)."""
@@ -38,15 +69,19 @@ class View(W.VBox):
         self.background = background
         self.result: Any = None
         self.status = W.HTML(layout=W.Layout(min_height="1.6em"))
+        # next to the controls: "computing ..." while work runs, the error after one
+        self.notice = W.HTML(layout=W.Layout(margin="0 0 0 4px"))
+        self.notice.add_class("reprlab-notice")
+        self.last_error: BaseException | None = None
         self.progress = W.FloatProgress(min=0.0, max=1.0, layout=W.Layout(width="240px",
                                                                            visibility="hidden"))
         self.export_html_button = W.Button(description="HTML", icon="download",
                                            tooltip="save what the view shows as standalone HTML "
                                                    "(next to the notebook, on the server)",
-                                           layout=W.Layout(width="90px"))
+                                           layout=W.Layout(width="auto", min_width="90px"))
         self.export_csv_button = W.Button(description="CSV", icon="table",
                                           tooltip="save the data behind the view as CSV",
-                                          layout=W.Layout(width="90px"))
+                                          layout=W.Layout(width="auto", min_width="90px"))
         self.export_html_button.on_click(lambda _: self._export(self.export_html))
         self.export_csv_button.on_click(lambda _: self._export(self.export_csv))
         self._footer: W.HBox | None = None
@@ -62,14 +97,60 @@ class View(W.VBox):
     def show_info(self, text: str) -> None:
         self.status.value = f"<span style='color:#555'>{html.escape(text)}</span>"
 
-    def show_error(self, err: BaseException) -> None:
-        """Show ``err`` in the status line; the kernel keeps running and state is kept."""
+    def show_error(self, err: BaseException, stale: bool = True) -> None:
+        """Show ``err`` in the status line and beside the controls; the kernel keeps running
+        and state is kept. ``stale``: the outputs no longer match the controls, so they are
+        dimmed with "not updated" until the next successful render, and work still running
+        for an older setting is dropped (it would otherwise draw over the error)."""
+        if stale:
+            with self._lock:
+                self._request += 1
+            self.progress.layout.visibility = "hidden"
+        self._show_error(err, stale)
+
+    def _show_error(self, err: BaseException, stale: bool) -> None:
         self.last_error = err
         message = f"{type(err).__name__}: {err}"
         self.status.value = (
             "<span style='color:#b00020'><b>Error.</b> "
             f"{html.escape(message)}</span>"
         )
+        self.notice.value = (
+            f"{STATE_CSS}<span style='color:#b00020'><b>Not updated.</b> "
+            f"{html.escape(message)}</span>")
+        self.remove_class("reprlab-busy")
+        if stale:
+            self.add_class("reprlab-stale")
+
+    def show_busy(self, text: str) -> None:
+        """Mark the outputs as out of date while work for the current setting runs."""
+        self.show_info(text)
+        self.notice.value = (f"{STATE_CSS}<span style='color:#5c4400'><span "
+                             f"class='reprlab-spinner'></span>computing … "
+                             f"{html.escape(text.rstrip('…. '))}</span>")
+        self.add_class("reprlab-busy")
+
+    def show_current(self) -> None:
+        """The outputs match the controls again: undim them and clear the inline notice."""
+        self.remove_class("reprlab-busy")
+        self.remove_class("reprlab-stale")
+        self.notice.value = ""
+
+    @property
+    def busy(self) -> bool:
+        """True while work for the current setting runs."""
+        return "reprlab-busy" in self._dom_classes
+
+    @property
+    def stale(self) -> bool:
+        """True while the outputs are from before an error (dimmed, "not updated")."""
+        return "reprlab-stale" in self._dom_classes
+
+    def mark_outputs(self, *widgets: W.Widget) -> None:
+        """Tag figures and texts that dim while the view is busy or stale (the view's plots
+        are always tagged)."""
+        for widget in (*widgets, *self.plots()):
+            widget.add_class("reprlab-output")
 
     @property
     def footer(self) -> W.HBox:
@@ -80,7 +161,7 @@ class View(W.VBox):
                 if self.plots() else []
             self._footer = W.HBox([self.export_html_button, self.export_csv_button, *images,
                                    self.progress, self.status],
-                                  layout=W.Layout(flex_flow="row wrap", align_items="center"))
+                                  layout=W.Layout(**ROW))
         return self._footer
 
     # -- export ---------------------------------------------------------------------------------
@@ -160,7 +241,7 @@ class View(W.VBox):
         try:
             path = export()
         except Exception as err:
-            self.show_error(err)
+            self.show_error(err, stale=False)
             return
         self.show_info(f"Saved {path.resolve()}")
 
@@ -184,7 +265,7 @@ class View(W.VBox):
         with self._lock:
             self._request += 1
             request = self._request
-        self.show_info(busy)
+        self.show_busy(busy)
 
         def progress(done: int, total: int, partial: Any = None) -> None:
             if request != self._request:
@@ -200,16 +281,19 @@ class View(W.VBox):
                 if request != self._request:
                     return
                 render(value)
+                if request == self._request:
+                    self.show_current()
                 if self.status.value.endswith(f"{html.escape(busy)}</span>"):
                     self.status.value = ""
             except Superseded:
                 return
             except Exception as err:  # shown in the widget, never raised into the kernel
                 if request == self._request:
-                    self.show_error(err)
+                    self._show_error(err, stale=True)
                     self.last_traceback = traceback.format_exc()
             finally:
                 if request == self._request:
+                    self.remove_class("reprlab-busy")  # rendered, failed or stopped
                     self.progress.layout.visibility = "hidden"
                     for callback in list(self.after_work):  # e.g. the Explorer's header
                         callback()
@@ -337,7 +421,7 @@ def registry_target(names: list[str], current: str | None, event: str,
     """What a direction dropdown should select after a registry event: a direction just added,
     the new name of the selected one, else the current one while it still exists, else the
     newest."""
-    if event == "added":
+    if event == "added" and name in names:
         return name
     if event == "renamed" and current not in names:  # the selected one got a new name
         return name

@@ -13,9 +13,9 @@ from reprlab.circular import CircularAnalysis, circular_analysis, load_cycle, wa
 from reprlab.geometry import inner_note
 from reprlab.types import INNER_PRODUCTS
 
-from .base import View, pick_layer
+from .base import View, pick_layer, row
 from .figures import circular_scatter, circularity_curve, layer_marker
-from .help import caption, explain
+from .help import Dropdown, Text, caption, explain
 from .plot import Plot
 
 CYCLES = ("days", "months", "hours", "custom")
@@ -46,17 +46,17 @@ class CircularMap(View):
         super().__init__(session, background=background)
         self.analysis_options = analysis_options  # passed on to circular_analysis
         self.analyses: dict[tuple, CircularAnalysis] = {}  # (cycle, items, inner, map, ...)
-        self.cycle = W.Dropdown(options=CYCLES, value=cycle if cycle in CYCLES else "custom",
-                                description="cycle", layout=W.Layout(width="200px"))
-        self.custom = W.Text(placeholder="red, orange, yellow, green, blue, violet",
+        self.cycle = Dropdown(options=CYCLES, value=cycle if cycle in CYCLES else "custom",
+                              description="cycle", layout=W.Layout(width="200px"))
+        self.custom = Text(placeholder="red, orange, yellow, green, blue, violet",
                              layout=W.Layout(width="360px", display="none"),
                              continuous_update=False)
         if cycle not in CYCLES:
             self.custom.value = cycle if isinstance(cycle, str) else ", ".join(cycle)
         self.map_method = W.ToggleButtons(options=list(MAP_METHODS), value="PCA",
-                                          description="2-D map", style={"button_width": "100px"})
+                                          description="2-D map", style={"button_width": "110px"})
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="standardized",
-                                     description="geometry", style={"button_width": "100px"})
+                                     description="geometry", style={"button_width": "120px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=min(8, session.n_blocks), continuous_update=True,
                                  layout=W.Layout(width="520px"))
@@ -69,11 +69,13 @@ class CircularMap(View):
                              (self.map_method, "method"), (self.inner, "inner"),
                              (self.layer, "layer")):
             explain(control, key)
+        self.mark_outputs(self.summary)
         self.children = [
             caption("circular"),
-            W.HBox([self.cycle, self.custom]),
-            W.HBox([self.map_method, self.inner]),
+            row(self.cycle, self.custom),
+            row(self.map_method, self.inner),
             self.layer,
+            self.notice,
             W.HBox([self.map_fig, self.curve_fig]),
             self.summary,
             self.footer,

@@ -17,7 +17,9 @@ import ipywidgets as W
 from reprlab import Session
 from reprlab.loading import cache_root
 
+from .base import row
 from .circular import CircularMap
+from .help import Text
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
 from .registry import DirectionManager
@@ -56,17 +58,22 @@ class Explorer(W.VBox):
                                      tooltip="clear every view's results and start the views "
                                              "over; keeps the model and your directions")
         self.confirm_reset = W.Button(description="Yes, reset", button_style="warning",
+                                      tooltip="clear every tab's results now",
                                       layout=W.Layout(display="none"))
-        self.cancel_reset = W.Button(description="Cancel", layout=W.Layout(display="none"))
+        self.cancel_reset = W.Button(description="Cancel", tooltip="keep everything as it is",
+                                     layout=W.Layout(display="none"))
         self.model_status = W.HTML()
         self.manager = DirectionManager(self.session)
         self.registry_box = W.Accordion(children=[self.manager], selected_index=None)
         self.registry_box.set_title(0, "Directions: rename, remove")
-        self.carry = W.Checkbox(value=True, description="keep directions", indent=False,
-                                tooltip="carry the registered directions over to the new model "
-                                        "when its width matches (else they are saved to a file)",
-                                layout=W.Layout(width="140px"))
-        self.registry_path = W.Text(value="directions.safetensors", description="directions",
+        # a ToggleButton, not a Checkbox: a described Checkbox shows its description, never the
+        # tooltip, as its title (ipywidgets 8)
+        self.carry = W.ToggleButton(value=True, description="keep directions", icon="check",
+                                    tooltip="carry the registered directions over to the new "
+                                            "model when its width matches (else they are saved "
+                                            "to a file)",
+                                    layout=W.Layout(width="auto", min_width="150px"))
+        self.registry_path = Text(value="directions.safetensors", description="directions",
                                     tooltip="file to save the registry to or load it from",
                                     layout=W.Layout(width="340px"))
         self.save_button = W.Button(description="Save", icon="save", layout=W.Layout(width="80px"),
@@ -79,10 +86,9 @@ class Explorer(W.VBox):
             self.tabs.set_title(i, title)
         self.children = [
             self.header,
-            W.HBox([self.model_box, self.load_button, self.reset_button, self.confirm_reset,
-                    self.cancel_reset]),
-            W.HBox([self.carry, self.registry_path, self.save_button,
-                    self.load_directions_button]),
+            row(self.model_box, self.load_button, self.reset_button, self.confirm_reset,
+                self.cancel_reset),
+            row(self.carry, self.registry_path, self.save_button, self.load_directions_button),
             self.model_status, self.registry_box, self.tabs,
         ]
         self.save_button.on_click(lambda _: self.save_directions(self.registry_path.value))
@@ -117,7 +123,7 @@ class Explorer(W.VBox):
                                 tooltip="use this layer's probe as a direction and open Steering")
                 send.on_click(lambda _: self.send_to_steering())
                 self.send_status = W.HTML()
-                extra = [W.HBox([send, self.send_status])]
+                extra = [row(send, self.send_status)]
             self.tabs.children = tuple(
                 W.VBox([view, *extra]) if i == index else child
                 for i, child in enumerate(self.tabs.children)
@@ -233,7 +239,7 @@ class Explorer(W.VBox):
         path = cache_root() / "directions" / f"{self.session.name.replace('/', '_')}-{stamp}" \
             ".safetensors"
         self.session.directions.save(path)
-        why = "you unticked 'keep directions'" if not carry else \
+        why = "'keep directions' is off" if not carry else \
             f"width {self.session.width} does not fit width {new.width}"
         return (f"{len(old)} directions of {self.session.name} were not carried over ({why}); "
                 f"they are saved in {path}.")

@@ -14,13 +14,13 @@ people go through :func:`fmt` (and hovers through :data:`HOVER`): 3 significant 
 from __future__ import annotations
 
 import html
-import math
 import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
 
 from reprlab import CircularAnalysis, ProbeCurve
+from reprlab.numbers import fmt  # the one formatter, re-exported for the views
 
 # Okabe-Ito: a categorical palette that colour-blind readers can tell apart.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000",
@@ -34,23 +34,6 @@ CHANGED_STYLE = ("background:#fde7c2;text-decoration:underline 2px #D55E00;"
                  "text-underline-offset:3px;font-weight:600")  # marked by more than colour
 POSITIVE_NAMES = ("positive", "true", "yes", "1", "pos")
 NEGATIVE_NAMES = ("negative", "false", "no", "0", "neg")
-
-
-def fmt(x, digits: int = 3) -> str:
-    """A number for people: ``digits`` significant digits, no float noise.
-
-    >>> fmt(0.1599999964237213), fmt(-24.0), fmt(1234.5), fmt(0.000123)
-    ('0.16', '-24', '1.23e+03', '0.000123')
-    """
-    if x is None:
-        return ""
-    x = float(x)
-    if math.isnan(x):
-        return "n/a"
-    if math.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    text = f"{x:.{digits}g}"
-    return "0" if text in ("-0", "0") else text
 
 
 def class_colors(classes) -> dict:

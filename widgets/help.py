@@ -1,6 +1,15 @@
 """What every control means, in one place: tooltips on the controls and a short caption row.
 
 >>> explain(W.IntSlider(), "layer").tooltip.startswith("Which hidden state")   # doctest: +SKIP
+
+Where the tooltip shows (ipywidgets 8.1): a Button's, FileUpload's or ToggleButton's own
+``<button>`` carries ``title``; each ToggleButtons option's ``<button>`` carries its entry of
+``tooltips``; sliders and IntText/FloatText put it on their description ``<label>``; Dropdown,
+Select, Text, Textarea and Combobox put it on the ``<select>``/``<input>``/``<textarea>`` only
+when they have *no* description, and with one they drop it altogether
+(jupyter-widgets/ipywidgets#3964). The described ones are made with the :class:`Dropdown`,
+:class:`Text`, ... of this module: the same widgets, whose description reaches the page as
+``<span title="tooltip">description</span>``, so the label a person hovers has the help.
 """
 
 from __future__ import annotations
@@ -8,6 +17,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as W
+from traitlets import Bool, Unicode, observe
 
 HELP = {
     "dataset": "Which labelled texts to probe: built-in sentiment or true/false statements, or "
@@ -40,6 +50,8 @@ HELP = {
             "direction's component entirely.",
     "alpha": "Steering strength: 1 means one typical hidden-state length at this layer; "
              "negative alpha pushes the other way.",
+    "alpha_box": "Type an alpha here (e.g. 0.5 or -0.25); values outside the slider's range "
+                 "are clipped to it, and a note says so.",
     "tokens": "How many new tokens to generate.",
     "temperature": "0 = always the most likely next token; higher = more random sampling.",
     "seed": "Random seed for sampling (a whole number); baseline and steered text share it.",
@@ -64,12 +76,70 @@ CAPTIONS = {
 }
 
 
+#: What each option of a toggle means (the toggle's own help text stays on its label).
+OPTION_HELP = {
+    "euclidean": "plain dot product: dominated by a few huge outlier dimensions",
+    "standardized": "every dimension scaled to unit variance first, so no dimension dominates",
+    "causal": "the output layer's geometry (Park et al.): unrelated concepts come out "
+              "orthogonal",
+    "whitened": "standardized and decorrelated (the hidden states' covariance made the "
+                "identity)",
+    "last": "the final token's hidden state (it has seen the whole text)",
+    "mean": "the average hidden state over all tokens",
+    "word": "the hidden state at the last occurrence of a word every text contains",
+    "PCA": "the two directions of largest spread (linear, fast)",
+    "UMAP": "a non-linear map that keeps neighbours together (can invent shapes)",
+    "circle probe": "a linear map trained to put items on a circle, shown on held-out examples",
+    "add": "push the hidden state along the direction by alpha",
+    "ablate": "remove the direction's component from the hidden state",
+}
+
+
 def explain(control: W.Widget, key: str) -> W.Widget:
-    """Set ``control``'s tooltip to the help text ``HELP[key]``; returns the control."""
+    """Set ``control``'s tooltip to the help text ``HELP[key]`` (a toggle's options get their
+    own line each); returns the control."""
     control.tooltip = HELP[key]
     if isinstance(control, W.ToggleButtons):
-        control.tooltips = [HELP[key]] * len(control.options)
+        control.tooltips = [f"{label}: {OPTION_HELP[label]}" if label in OPTION_HELP
+                            else HELP[key] for label in control._options_labels]
     return control
+
+
+def _titled_description(description: str, widget: W.Widget) -> str:
+    """The description as the page gets it: HTML whose text carries the tooltip as a title."""
+    text = html.escape(description or "")
+    tip = getattr(widget, "tooltip", None)
+    return f'<span title="{html.escape(tip, quote=True)}">{text}</span>' if text and tip \
+        else text
+
+
+def _titled(cls):
+    """``cls`` whose tooltip reaches the page as the title of its description label."""
+
+    class Titled(cls):
+        description = Unicode(
+            "", help="Description of the control (plain text; shown with the tooltip as its "
+                     "title)").tag(sync=True, to_json=_titled_description)
+        description_allow_html = Bool(True, help="the page gets the description as escaped "
+                                                 "HTML").tag(sync=True)
+
+        @observe("tooltip")
+        def _resend_description(self, change) -> None:
+            if self.description and getattr(self, "comm", None) is not None:
+                self.send_state("description")
+
+    Titled.__name__ = Titled.__qualname__ = cls.__name__
+    Titled.__module__ = __name__
+    Titled.__doc__ = (f"``ipywidgets.{cls.__name__}`` whose tooltip shows on its description "
+                      "label (ipywidgets 8 drops it when there is a description).")
+    return Titled
+
+
+Dropdown = _titled(W.Dropdown)
+Select = _titled(W.Select)
+Text = _titled(W.Text)
+Textarea = _titled(W.Textarea)
+Combobox = _titled(W.Combobox)
 
 
 def caption(key: str) -> W.HTML:

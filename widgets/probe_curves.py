@@ -17,9 +17,9 @@ from reprlab import Direction, datasets, probe_curve
 from reprlab.activations import common_words, texts_without, validate_texts
 from reprlab.probes import check_labels
 
-from .base import View, pick_layer
+from .base import View, pick_layer, row
 from .figures import layer_marker, probe_curve_figure, probe_layer_figure
-from .help import caption, explain
+from .help import Combobox, Dropdown, Text, caption, explain
 from .plot import Plot
 
 BUILTIN = ("sentiment", "truth")
@@ -46,11 +46,11 @@ class ProbeCurves(View):
         if default not in options:
             raise ValueError(f"unknown dataset {default!r}; choose from {options}")
         self.acts = None
-        self.dataset = W.Dropdown(options=options, value=default, description="data",
-                                  layout=W.Layout(width="220px"))
+        self.dataset = Dropdown(options=options, value=default, description="data",
+                                layout=W.Layout(width="220px"))
         self.position = W.ToggleButtons(options=POSITIONS, value=at if at in POSITIONS else "word",
-                                        description="read at", style={"button_width": "60px"})
-        self.word = W.Combobox(value="" if at in POSITIONS else at,
+                                        description="read at", style={"button_width": "70px"})
+        self.word = Combobox(value="" if at in POSITIONS else at,
                                placeholder="word in every text",
                                ensure_option=False, continuous_update=False,
                                layout=W.Layout(width="160px", display="none"))
@@ -59,10 +59,11 @@ class ProbeCurves(View):
         self.upload = W.FileUpload(accept=".csv", multiple=False, description="CSV…",
                                    tooltip="your own labelled texts: a CSV file with 'text' and "
                                            "'label' columns (optional 'group')",
-                                   layout=W.Layout(width="90px"))
-        self.name = W.Text(placeholder="direction name", layout=W.Layout(width="180px"))
+                                   layout=W.Layout(width="auto", min_width="130px"))
+        self.name = Text(placeholder="direction name", layout=W.Layout(width="180px"))
         self.use = W.Button(description="Use as direction", icon="arrow-right",
-                            tooltip="add this layer's probe to the session's direction registry")
+                            tooltip="add this layer's probe to the session's direction registry",
+                            layout=W.Layout(width="auto", min_width="170px"))
         self.curve_fig = Plot(height=380)
         self.layer_fig = Plot(height=380)
         self.curve_fig.on_click(lambda point: pick_layer(self.layer, point))
@@ -70,11 +71,13 @@ class ProbeCurves(View):
                              (self.word, "word"), (self.layer, "layer"), (self.name, "name")):
             explain(control, key)
         self.figure_row = W.HBox([self.curve_fig, self.layer_fig])
+        self.mark_outputs()
         self.children = [
             caption("probe"),
-            W.HBox([self.dataset, self.upload, self.position, self.word]),
+            row(self.dataset, self.upload, self.position, self.word),
+            self.notice,
             self.figure_row,
-            W.HBox([self.layer, self.name, self.use]),
+            row(self.layer, self.name, self.use),
             self.footer,
         ]
         self.dataset.observe(lambda _: self.compute(), "value")
@@ -121,7 +124,7 @@ class ProbeCurves(View):
             return None
         if self.figure_row.layout.visibility == "hidden":
             self.show_error(ValueError("no probe for this setting yet: the curve is hidden until "
-                                       "the 'read at' choice can be computed"))
+                                       "the 'read at' choice can be computed"), stale=False)
             return None
         try:
             typed = self.name.value.strip()
@@ -132,7 +135,7 @@ class ProbeCurves(View):
             else:
                 direction = self.session.directions.add_new(direction)
         except Exception as err:
-            self.show_error(err)
+            self.show_error(err, stale=False)  # the curve is still current
             return None
         self.show_info(f"Added direction '{direction.name}' ({direction.where}) to the session; "
                        "the other views can use it now.")
@@ -144,7 +147,7 @@ class ProbeCurves(View):
         try:
             self.user_data = read_labelled_csv(content)
         except ValueError as err:
-            self.show_error(ValueError(f"{name}: {err}"))
+            self.show_error(ValueError(f"{name}: {err}"), stale=False)
             return
         if YOUR_DATA not in self.dataset.options:
             self.dataset.options = [*self.dataset.options, YOUR_DATA]
@@ -225,9 +228,9 @@ def read_labelled_csv(content: bytes | str):
     reader = csv.DictReader(io.StringIO(content))
     rows = list(reader)
     header = reader.fieldnames or []
-    for i, row in enumerate(rows):
-        if None in row:  # DictReader files fields beyond the header under the key None
-            raise ValueError(f"row {i + 2} has {len(header) + len(row[None])} fields but the "
+    for i, record in enumerate(rows):
+        if None in record:  # DictReader files fields beyond the header under the key None
+            raise ValueError(f"row {i + 2} has {len(header) + len(record[None])} fields but the "
                              f"header names {len(header)}: quote texts that contain commas, or "
                              "remove the extra field")
     columns = {c.strip().lower(): c for c in header}

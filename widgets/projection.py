@@ -14,9 +14,9 @@ from reprlab.checks import as_name
 from reprlab.geometry import ConceptReadout, concept_readout, inner_note
 from reprlab.types import INNER_PRODUCTS
 
-from .base import View, registry_target
+from .base import View, registry_target, row
 from .figures import projection_histogram, similarity_heatmap, token_html
-from .help import caption, explain
+from .help import Dropdown, Text, Textarea, caption, explain
 from .plot import Plot
 
 CONTRASTS = ("sentiment", "truth")
@@ -69,29 +69,32 @@ class ConceptProjection(View):
             direction = session.directions.add_new(direction)
         self.choices = build_choices()
         self._syncing = False
-        self.direction = W.Dropdown(options=session.directions.names(), description="direction",
-                                    layout=W.Layout(width="320px"))
+        names = session.directions.names()
+        self.direction = Dropdown(options=names, description="direction",
+                                  value=names[-1] if names else None,  # the newest
+                                  layout=W.Layout(width="320px"))
         if direction is not None:
             self.direction.value = direction.name
         self.inner = W.ToggleButtons(options=INNER_PRODUCTS, value="euclidean",
-                                     description="geometry", style={"button_width": "100px"})
+                                     description="geometry", style={"button_width": "120px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False,
                                  layout=W.Layout(width="420px"))
-        self.source = W.Dropdown(options=list(self.choices), description="build from",
-                                 layout=W.Layout(width="360px"))
+        self.source = Dropdown(options=list(self.choices), description="build from",
+                               layout=W.Layout(width="360px"))
         self.build_button = W.Button(description="Build at this layer", icon="plus",
                                      tooltip="build the chosen direction at the slider's layer "
-                                             "and add it to the session")
-        self.pairs = W.Textarea(placeholder="your word pairs, e.g. king:queen, man:woman, "
+                                             "and add it to the session",
+                                     layout=W.Layout(width="auto", min_width="170px"))
+        self.pairs = Textarea(placeholder="your word pairs, e.g. king:queen, man:woman, "
                                             "he:she, boy:girl, father:mother",
                                 layout=W.Layout(width="60%", height="48px", display="none"))
-        self.pairs_name = W.Text(placeholder="name (e.g. gender)", description="name",
-                                 layout=W.Layout(width="220px", display="none"))
-        self.text = W.Textarea(value=DEFAULT_TEXT, layout=W.Layout(width="98%", height="56px"),
-                               continuous_update=False)
-        self.contrast = W.Dropdown(options=CONTRASTS, description="compare",
-                                   layout=W.Layout(width="220px"))
+        self.pairs_name = Text(placeholder="name (e.g. gender)", description="name",
+                               layout=W.Layout(width="220px", display="none"))
+        self.text = Textarea(value=DEFAULT_TEXT, layout=W.Layout(width="98%", height="56px"),
+                             continuous_update=False)
+        self.contrast = Dropdown(options=CONTRASTS, description="compare",
+                                 layout=W.Layout(width="220px"))
         self.tokens = W.HTML(layout=W.Layout(width="98%"))
         self.hist_fig = Plot(height=340)
         self.sim_fig = Plot(height=340)
@@ -100,12 +103,14 @@ class ConceptProjection(View):
                              (self.text, "text"), (self.contrast, "compare"),
                              (self.pairs, "pairs"), (self.pairs_name, "name")):
             explain(control, key)
+        self.mark_outputs(self.tokens)
         self.children = [
             caption("projection"),
-            W.HBox([self.direction, self.inner]),
-            W.HBox([self.source, self.build_button]),
-            W.HBox([self.pairs, self.pairs_name]),
+            row(self.direction, self.inner),
+            row(self.source, self.build_button),
+            row(self.pairs, self.pairs_name),
             self.layer,
+            self.notice,
             self.text,
             self.tokens,
             self.contrast,
@@ -133,7 +138,7 @@ class ConceptProjection(View):
             try:
                 typed = parse_pairs(self.pairs.value)
             except ValueError as err:
-                self.show_error(err)
+                self.show_error(err, stale=False)  # what is shown is still current
                 return
             name = self.pairs_name.value.strip() or "my pairs"
 

@@ -11,6 +11,8 @@ import ipywidgets as W
 
 from reprlab.checks import as_name
 
+from .help import Select
+
 
 class DirectionManager(W.VBox):
     """The session's direction registry as a list, with Rename and Remove (Remove asks first).
@@ -21,7 +23,7 @@ class DirectionManager(W.VBox):
     def __init__(self, session):
         super().__init__()
         self.session = session
-        self.list = W.Select(options=[], rows=5, description="directions",
+        self.list = Select(options=[], rows=5, description="directions",
                              tooltip="every direction this session holds; views share them",
                              layout=W.Layout(width="420px"))
         self.new_name = W.Text(placeholder="new name", layout=W.Layout(width="180px"),
@@ -31,13 +33,16 @@ class DirectionManager(W.VBox):
         self.remove_button = W.Button(description="Remove…", icon="trash",
                                       tooltip="remove the selected direction (asks first)")
         self.confirm = W.Button(description="Yes, remove", button_style="danger",
+                                tooltip="remove the selected direction now (cannot be undone)",
                                 layout=W.Layout(display="none"))
-        self.cancel = W.Button(description="Cancel", layout=W.Layout(display="none"))
+        self.cancel = W.Button(description="Cancel", tooltip="keep the direction",
+                               layout=W.Layout(display="none"))
         self.status = W.HTML()
         self.children = [
             W.HBox([self.list, W.VBox([W.HBox([self.new_name, self.rename_button]),
                                        W.HBox([self.remove_button, self.confirm,
-                                               self.cancel])])]),
+                                               self.cancel])])],
+                   layout=W.Layout(flex_flow="row wrap", max_width="100%")),
             self.status,
         ]
         self.rename_button.on_click(lambda _: self.rename())

@@ -15,9 +15,9 @@ from reprlab import Direction
 from reprlab.steering import Steer
 from reprlab.steering_comparison import SteeringComparison, compare_steering
 
-from .base import View, registry_target
+from .base import View, registry_target, row
 from .figures import CHANGED_STYLE, NEGATIVE, POSITIVE, fmt
-from .help import caption, explain
+from .help import Dropdown, Text, caption, explain
 
 DEFAULT_PROMPT = "I think the movie was"
 
@@ -39,23 +39,30 @@ class SteeringPanel(View):
         self._timer: threading.Timer | None = None
         self._syncing = False  # set while one change moves several controls: one regenerate
         self.result: SteeringComparison | None = None
-        self.prompt = W.Text(value=DEFAULT_PROMPT, description="prompt",
-                             layout=W.Layout(width="98%"), continuous_update=False)
-        self.direction = W.Dropdown(options=session.directions.names(), description="direction",
-                                    layout=W.Layout(width="320px"))
+        self.prompt = Text(value=DEFAULT_PROMPT, description="prompt",
+                           layout=W.Layout(width="98%"), continuous_update=False)
+        names = session.directions.names()
+        self.direction = Dropdown(options=names, description="direction",
+                                  value=names[-1] if names else None,  # the newest
+                                  layout=W.Layout(width="320px"))
         if direction is not None:
             self.direction.value = direction.name
         self.mode = W.ToggleButtons(options=["add", "ablate"], value="add", description="mode",
-                                    style={"button_width": "70px"})
+                                    style={"button_width": "80px"})
         self.layer = W.IntSlider(description="layer", min=0, max=session.n_blocks,
                                  value=session.n_blocks // 2, continuous_update=False)
+        # The slider's own readout would clip a typed 1000 to 1.00 without a word: a box of
+        # ours takes typed values, and says when and to what it clipped one.
         self.alpha = W.FloatSlider(description="alpha", min=-1.0, max=1.0, step=0.05, value=0.25,
-                                   continuous_update=False, readout_format="+.2f")
+                                   continuous_update=False, readout=False)
+        self.alpha_box = W.Text(value=_signed(self.alpha.value), continuous_update=False,
+                                layout=W.Layout(width="70px"))
+        self.alpha_note = W.HTML()
         self.max_tokens = W.IntSlider(description="tokens", min=5, max=120, value=30,
                                       continuous_update=False)
         # A Text, parsed strictly: the browser's IntText silently turned "1e3" into 13.
-        self.seed = W.Text(value="0", description="seed", layout=W.Layout(width="160px"),
-                           continuous_update=False)
+        self.seed = Text(value="0", description="seed", layout=W.Layout(width="160px"),
+                         continuous_update=False)
         self.temperature = W.FloatSlider(description="temp.", min=0.0, max=1.5, step=0.1,
                                          value=0.0, continuous_update=False)
         self.unit = W.HTML()
@@ -65,18 +72,23 @@ class SteeringPanel(View):
         for control, key in ((self.prompt, "prompt"), (self.direction, "direction"),
                              (self.mode, "mode"), (self.layer, "layer"), (self.alpha, "alpha"),
                              (self.max_tokens, "tokens"), (self.seed, "seed"),
-                             (self.temperature, "temperature")):
+                             (self.temperature, "temperature"), (self.alpha_box, "alpha_box")):
             explain(control, key)
+        self.mark_outputs(self.baseline, self.steered, self.shift)
         self.children = [
             caption("steering"),
             self.prompt,
-            W.HBox([self.direction, self.mode]),
-            W.HBox([self.layer, self.alpha, self.unit]),
-            W.HBox([self.max_tokens, self.temperature, self.seed]),
+            self.notice,  # errors (an empty prompt) and "computing ..." right under the prompt
+            row(self.direction, self.mode),
+            row(self.layer, self.alpha, self.alpha_box, self.unit),
+            self.alpha_note,
+            row(self.max_tokens, self.temperature, self.seed),
             W.HBox([self.baseline, self.steered]),
             self.shift,
             self.footer,
         ]
+        self.alpha_box.observe(self._on_alpha_typed, "value")
+        self.alpha.observe(self._on_alpha, "value")
         self.direction.observe(self._on_direction, "value")  # first: moves the layer along
         for control in (self.prompt, self.direction, self.mode, self.layer, self.alpha,
                         self.max_tokens, self.seed, self.temperature):
@@ -175,6 +187,39 @@ class SteeringPanel(View):
 
         self.submit(work, self.session.directions.add_new, busy="Building a sentiment direction…")
 
+    def _on_alpha_typed(self, change) -> None:
+        """A typed alpha: taken when it parses, clipped to the slider's range with a note."""
+        typed = str(change["new"]).strip()
+        if typed == _signed(self.alpha.value):
+            return
+        try:
+            value = float(typed)
+            if value != value:  # NaN
+                raise ValueError
+        except ValueError:
+            self._say_alpha(f"alpha {typed!r} is not a number: type e.g. 0.5 or -0.25; "
+                            f"alpha stays {_signed(self.alpha.value)}.")
+            self.alpha_box.value = _signed(self.alpha.value)
+            return
+        lo, hi = self.alpha.min, self.alpha.max
+        clipped = min(max(value, lo), hi)
+        note = "" if clipped == value else (
+            f"alpha {fmt(value)} is outside the range {fmt(lo)} to {fmt(hi)}: clipped to "
+            f"{_signed(clipped)}.")
+        if clipped == self.alpha.value:
+            self.alpha_box.value = _signed(clipped)
+        else:
+            self.alpha.value = clipped  # regenerates; the box follows in _on_alpha
+        self._say_alpha(note)
+
+    def _on_alpha(self, change) -> None:
+        self.alpha_box.value = _signed(change["new"])
+        self._say_alpha("")
+
+    def _say_alpha(self, text: str) -> None:
+        self.alpha_note.value = (f"<span style='color:#8a5a00'>{html.escape(text)}</span>"
+                                 if text else "")
+
     def _on_direction(self, _) -> None:
         name = self.direction.value
         if name in self.session.directions:
@@ -201,6 +246,10 @@ class SteeringPanel(View):
         if self._timer is not None:
             self._timer.cancel()
         super().close()
+
+
+def _signed(alpha: float) -> str:
+    return f"{alpha:+.2f}"
 
 
 def _panel(title: str, tokens, changed=None) -> str:
