@@ -102,6 +102,7 @@ TITLE_PAD = 8          # px from the container top to the title
 LINE = 1.3             # plotly's line height / font size
 TITLE_X = 8            # px from the container's left edge to the title and caption
 CAPTION_CHARS = int((FIT_WIDTH - 2 * TITLE_X) / (CHAR_WIDTH * CAPTION_SIZE))  # 46
+MULTILINE_SHIFT = 11   # plotly lifts a title of several lines by ~10 px (measured in Chromium)
 
 
 def plain_text(text: str) -> str:
@@ -139,14 +140,16 @@ def legend_entries(fig: go.Figure) -> list[str]:
 
 
 def legend_rows(fig: go.Figure, width: float = FIT_WIDTH) -> int:
-    """Rows of the horizontal legend at ``width`` px (entries wrap like words)."""
-    rows, used = 0, width
-    for name in legend_entries(fig):
-        entry = 46 + text_width(name, LEGEND_SIZE)   # symbol, gaps and text
-        if used + entry > width - 10:
-            rows, used = rows + 1, 0.0
-        used += entry
-    return rows
+    """Rows of the horizontal legend at ``width`` px, the way plotly.js wraps it: one row when
+    every entry fits the plot's width, else columns as wide as the widest entry."""
+    entries = [45 + text_width(name, LEGEND_SIZE) for name in legend_entries(fig)]
+    if not entries:
+        return 0
+    plot_w = width - (fig.layout.margin.l or 80) - (fig.layout.margin.r or 80)
+    if sum(entries) <= plot_w:
+        return 1
+    columns = max(1, int(plot_w // max(entries)))
+    return -(-len(entries) // columns)
 
 
 def _title(text: str, detail: str = "") -> str:
@@ -172,18 +175,20 @@ def with_caption(fig: go.Figure, text: str, width: int = CAPTION_CHARS) -> go.Fi
 def fit_layout(fig: go.Figure) -> go.Figure:
     """Margins that hold the title + caption lines above the plot and the legend below the
     x-axis title (see :data:`FIT_WIDTH`)."""
-    top = (TITLE_PAD + LINE * TITLE_SIZE * title_lines(fig)
-           + LINE * CAPTION_SIZE * caption_lines(fig) + 14)
+    pad = TITLE_PAD + (MULTILINE_SHIFT if title_lines(fig) > 1 else 0)
+    top = pad + LINE * TITLE_SIZE * title_lines(fig) + LINE * CAPTION_SIZE * caption_lines(fig) + 14
     fig.update_layout(title={"y": 1, "yref": "container", "yanchor": "top", "x": 0,
                              "xref": "container", "xanchor": "left",
-                             "pad": {"t": TITLE_PAD, "l": TITLE_X}})
+                             "pad": {"t": pad, "l": TITLE_X}})
     extra = LINE * CAPTION_SIZE * max(0, caption_lines(fig) - 3)  # long captions grow the
     if extra and fig.layout.height:                                 # figure, not shrink it
         fig.update_layout(height=math.ceil(fig.layout.height + extra))
     rows = legend_rows(fig)
     bottom = fig.layout.margin.b or 45
-    if rows:
+    if rows:  # at the container bottom, below the x-axis title: rows grow the figure
         bottom = max(bottom, 52) + 20 * rows
+        if fig.layout.height and rows > 1:
+            fig.update_layout(height=fig.layout.height + 20 * (rows - 1))
         fig.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
                                   "yanchor": "bottom", "x": 0, "xanchor": "left",
                                   "font": {"size": LEGEND_SIZE}})
@@ -242,7 +247,7 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
         p = curve.p_values
         traces.append(go.Scatter(
             x=[x[i] for i in np.flatnonzero(sig)], y=curve.scores[sig].tolist(), mode="markers",
-            name="above chance",
+            name="above chance", showlegend=False,   # the caption says what circles mean
             marker={"color": SCORE, "size": 11, "symbol": "circle-open", "line": {"width": 2}},
             customdata=p[sig], hovertemplate="layer %{x}: above chance, corrected p "
                                               "%{customdata:.3g} (corrected for all layers)"
@@ -252,7 +257,7 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
         shown = np.isfinite(need)
         traces.append(go.Scatter(
             x=[x[i] for i in np.flatnonzero(shown)], y=need[shown].tolist(), mode="lines",
-            name="needed for p < 0.05",
+            name="needed, p < 0.05",
             line={"color": CONTROL, "dash": "longdash", "width": 1},
             hovertemplate=(f"layer %{{x}}: a score above %{{y:{HOVER}}} is above chance at "
                            f"p < 0.05 after correcting for all layers ({curve.n_permutations} "
@@ -264,18 +269,20 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
             _band(x, curve.control, ctrl_spread, CONTROL, "control spread"),
             go.Scatter(
                 x=x, y=curve.control.tolist(), mode="lines+markers",
-                name="control (shuffled labels)", line={"color": CONTROL, "width": 2},
+                name="shuffled labels", line={"color": CONTROL, "width": 2},
                 marker={"symbol": "x-thin", "size": 7, "line": {"width": 1.5,
                                                                 "color": CONTROL}},
                 customdata=ctrl_spread,
                 hovertemplate=(f"layer %{{x}}<br>control {metric} %{{y:{HOVER}}} ± "
-                               f"%{{customdata:{HOVER}}} (the same probe on shuffled labels)"
+                               f"%{{customdata:{HOVER}}}<br>(the control: the same probe on "
+                               "shuffled labels)"
                                "<extra></extra>"),
             ),
         ]
     traces.append(go.Scatter(
         x=[x[0], x[-1]], y=[curve.chance, curve.chance], mode="lines", name="chance",
         line={"color": "#222", "dash": "dash", "width": 1.2}, hoverinfo="skip",
+        showlegend=False,   # labelled where it is drawn ("chance 0.5" at the right edge)
     ))
     where = f", read at '{at}'" if at else ""
     fig = _layout(go.Figure(traces), f"Linear probe {metric} per layer", 470,
@@ -288,9 +295,10 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
                                 "yanchor": "top", "showarrow": False,
                                 "font": {"size": 10, "color": "#222"},
                                 "bgcolor": "rgba(255,255,255,0.8)"}])
-    return with_caption(fig, "Blue: the probe; grey ×: the same probe on shuffled labels; "
-                        "dashed: chance. Only the gap above grey counts; circled layers beat "
-                        "the shuffles (corrected for picking the best layer). Click a layer.")
+    return with_caption(fig, "Blue: the probe; grey ×: the control, the same probe on "
+                        "shuffled labels; dashed: chance. Only the gap above grey counts; "
+                        "circled layers beat the shuffles (corrected for picking the best "
+                        "layer). Click a layer.")
 
 
 def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
@@ -316,16 +324,17 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
     elif len(curve.classes) == 2:
         logit = curve.heldout_scores(layer).numpy()
         fig = go.Figure([
-            go.Histogram(x=logit[labels == c], name=str(c), opacity=0.6, nbinsx=30,
+            go.Histogram(x=logit[labels == c], name=fit(str(c), LEGEND_SIZE, 110),
+                         opacity=0.6, nbinsx=30,
                          marker={"color": colors[c]},
                          hovertemplate=f"{c}: %{{y}} examples<extra></extra>")
             for c in curve.classes
         ])
         fig.update_layout(barmode="overlay", yaxis_title="examples",
-                          xaxis_title=fit(f"held-out probe logit (> 0: '{curve.classes[1]}')",
-                                          AXIS_TITLE_SIZE, FIT_WIDTH - 80))
-        caption = ("Probe outputs on examples it never saw, one colour per true label: the "
-                   "less they overlap, the better the layer separates them.")
+                          xaxis_title=fit(f"probe logit (> 0: '{curve.classes[1]}')",
+                                          AXIS_TITLE_SIZE, FIT_WIDTH - 65))
+        caption = ("Held-out probe outputs (examples it never saw), one colour per true "
+                   "label: the less they overlap, the better the layer separates them.")
     else:
         probs = curve.heldout_probabilities(layer).numpy()
         own = probs[np.arange(len(labels)), [curve.classes.index(v) for v in labels]]
@@ -336,7 +345,7 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
                    hovertemplate="%{text}<br>p(own class) %{x:.2f}<extra></extra>")
             for c in curve.classes
         ])
-        fig.update_layout(xaxis_title="held-out probability of the true class",
+        fig.update_layout(xaxis_title="held-out p(true class)",
                           yaxis_title="true class", xaxis_range=[0, 1], showlegend=False)
         caption = "Each dot is one example: near 1 means the probe gave its true class."
     _layout(fig, f"Layer {layer}: {curve.metric} {fmt(score)}", 400)
@@ -420,7 +429,7 @@ def projection_histogram(projections) -> go.Figure:
     groups = projections.by_label()
     colors = class_colors(list(groups))
     fig = go.Figure([
-        go.Histogram(x=values, name=fit(str(label), LEGEND_SIZE, 120), opacity=0.6,
+        go.Histogram(x=values, name=fit(str(label), LEGEND_SIZE, 110), opacity=0.6,
                      nbinsx=30, marker={"color": colors[label]},
                      hovertemplate=f"{label}: %{{y}} texts<extra></extra>")
         for label, values in groups.items()
@@ -463,12 +472,12 @@ def similarity_heatmap(matrix, excluded: dict[str, str] | None = None,
     elif excluded:
         summary = "nothing comparable yet"
     else:
-        summary = "one direction: build another to compare"
+        summary = "build another to compare"
     null = getattr(matrix, "null_mean_abs", None)
     detail = f"{matrix.inner} · {summary}"
     title = _title("Cosine between directions", detail)
     if null is not None:
-        line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
+        line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% < "
                 f"{fmt(matrix.null_high, 2)}")
         title += (f"<br><span style='font-size:{DETAIL_SIZE}px;color:#555'>"
                   f"{fit(line, DETAIL_SIZE, FIT_WIDTH - 2 * TITLE_X)}</span>")
@@ -638,7 +647,7 @@ def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> g
     traces = [
         go.Scatter(x=x + x[::-1], y=s.null_high.tolist() + s.null_low.tolist()[::-1],
                    fill="toself", fillcolor=CONTROL, opacity=0.25, line={"width": 0},
-                   name="null (shuffled orders)", hoverinfo="skip"),
+                   name="null (shuffled)", hoverinfo="skip"),
         go.Scatter(x=x, y=s.rho_cyclic.tolist(), mode="lines+markers", name="ρ cyclic",
                    line={"color": SCORE, "width": 2.5},
                    customdata=np.stack([s.p_beyond_linear, s.probe_score, s.probe_control,
@@ -652,7 +661,7 @@ def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> g
                    hovertemplate="layer %{x}: ρ linear %{y:.2f}<extra></extra>"),
         go.Scatter(x=[x[i] for i in np.flatnonzero(s.circular)],
                    y=s.rho_cyclic[s.circular].tolist(), mode="markers",
-                   name="circular (p < 0.05)",
+                   name="circular, p<0.05",
                    marker={"color": SCORE, "size": 12, "symbol": "circle-open",
                            "line": {"width": 2}},
                    hovertemplate="layer %{x}: circular, cyclic beyond linear order at "
