@@ -437,3 +437,77 @@ def test_exported_figures_fit_the_page_in_a_browser(views, tmp_path, width):
                                                       b["plotArea"]["top"]), where
             if b["legend"] and b["xtitle"]:
                 assert b["legend"]["top"] >= b["xtitle"]["bottom"], where
+
+
+def test_image_buttons_take_the_token_strip_along():
+    from reprlab.widgets.plot import _BUTTONS_ESM
+
+    assert ".reprlab-tokens, .reprlab-token-legend" in _BUTTONS_ESM
+    assert "paintHtml" in _BUTTONS_ESM and "svgHtml" in _BUTTONS_ESM
+
+
+IMAGE_CHECK = """async () => {
+  const root = document.querySelector('.reprlab-view');
+  const parts = __reprlabImage.partsOf(root, []);
+  const svg = await (await __reprlabImage.svgOf(Plotly, parts)).text();
+  const png = await __reprlabImage.pngOf(Plotly, parts, 1);
+  const img = new Image();
+  img.src = URL.createObjectURL(png);
+  await new Promise((ok) => { img.onload = ok; });
+  const canvas = document.createElement('canvas');
+  canvas.width = img.width; canvas.height = img.height;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const frame = parts.map((p) => p.el.getBoundingClientRect());
+  const left = Math.min(...frame.map((b) => b.left)), top = Math.min(...frame.map((b) => b.top));
+  const token = document.querySelectorAll('.reprlab-token')[3].getBoundingClientRect();
+  const pixel = [...ctx.getImageData(Math.round(token.left - left + 1),
+                                     Math.round(token.top - top + 2), 1, 1).data];
+  const plot = document.getElementById('gd').getBoundingClientRect();
+  return {kinds: parts.map((p) => p.plot), svg, pixel, width: img.width, height: img.height,
+          expected: getComputedStyle(document.querySelectorAll('.reprlab-token')[3])
+                      .backgroundColor,
+          plotBottom: plot.bottom - top};
+}"""
+
+
+@pytest.mark.browser
+def test_png_and_svg_hold_the_coloured_tokens_in_a_browser(tmp_path):
+    import os
+    from importlib.resources import files
+
+    from reprlab.widgets.plot import _BUTTONS_ESM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    tokens = ("The", " movie", " was", " wonderful", " but", " terrible")
+    strip = F.token_html(TokenProjection("".join(tokens), tokens,
+                                         np.array([-60.0, 0.1, -0.2, 6.0, 0.3, -5.0]), 8,
+                                         "euclidean", "sentiment@8"))
+    plotly_js = files("plotly").joinpath("package_data", "plotly.min.js").read_text("utf-8")
+    page_html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><script>{plotly_js}"
+                 "</script></head><body><div class='reprlab-view' style='width:600px'>"
+                 f"{strip}<div class='reprlab-plot-area' id='gd' style='width:400px;"
+                 "height:250px'></div></div><script>Plotly.newPlot('gd', [{y: [1, 3, 2]}],"
+                 " {margin: {t: 10}})</script><script type='module'>"
+                 f"{_BUTTONS_ESM}</script></body></html>")
+    path = tmp_path / "image.html"
+    path.write_text(page_html, "utf-8")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 700})
+            page.goto(path.as_uri())
+            page.wait_for_function(
+                "window.__reprlabImage && document.querySelector('#gd .main-svg')")
+            got = page.evaluate(IMAGE_CHECK)
+        finally:
+            browser.close()
+    assert got["kinds"] == [False, False, True]          # strip, legend, then the figure
+    assert ">wonderful</text>" in got["svg"] and ">movie</text>" in got["svg"]
+    assert "stroke-dasharray" in got["svg"]              # the sink's dashed outline
+    assert "attention" in got["svg"] and "<svg x=" in got["svg"]   # legend words, the figure
+    expected = [int(v) for v in re.findall(r"\d+", got["expected"])[:3]]
+    assert all(abs(a - b) <= 3 for a, b in zip(got["pixel"][:3], expected)), got
+    assert got["height"] >= got["plotBottom"] - 1 and got["width"] >= 400
