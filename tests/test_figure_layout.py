@@ -257,9 +257,18 @@ def test_month_labels_do_not_collide(shape):
     assert [a.hovertext for a in fig.layout.annotations] == list(MONTHS)
     boxes = label_boxes(fig)
     assert not overlapping(boxes), overlapping(boxes)
+    for wider in (450, 700):                           # placed at 320 px, still apart when wider
+        assert not overlapping(label_boxes(fig, wider)), wider
     assert all(0 <= b[0] and b[2] <= WIDTH for b in boxes), boxes
     trace = next(t for t in fig.data if t.name == "item means")
     assert trace.mode == "markers"                      # no text on the markers themselves
+
+
+def test_labels_of_a_computed_map_do_not_collide(results):
+    for layer in results.circle.coords:
+        fig = F.circular_scatter(results.circle, layer)
+        assert len(fig.layout.annotations) == len(results.circle.items)
+        assert not overlapping(label_boxes(fig)), layer
 
 
 def test_circle_labels_point_outward():
