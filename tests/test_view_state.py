@@ -229,3 +229,19 @@ def test_loading_a_model_writes_no_progress_bar(session, tmp_path, capfd):
     assert loaded.width == session.width
     assert "Loading weights" not in err and "it/s" not in err, err
     assert hf_logging.is_progress_bar_enabled() == was  # the setting is restored
+
+
+# -- item 9: the heatmap says why a direction of another kind is not compared ------------------
+
+def test_the_concept_heatmap_names_a_direction_built_at_another_layer(session):
+    w = ConceptProjection(session, background=False)
+    first = w.direction.value
+    w.layer.value = 1 if session.directions[first].layer != 1 else 2
+    w.source.value = "truth: mean difference"
+    w.build()
+    other = session.directions.names()[-1]
+    assert w.direction.value == other
+    title = w.sim_fig.figure.layout.title
+    text = re.sub("<[^>]+>", " ", f"{title.text} {title.subtitle.text}")
+    assert f"'{first}' is at layer" in text and "not compared" in text
+    assert "build another" not in text

@@ -23,7 +23,7 @@ def ys(fig):
 def test_probe_curves_draws_score_control_and_chance(session):
     w = ProbeCurves(session, background=False)
     names = [t.name for t in w.curve_fig.data]
-    assert "control (shuffled labels)" in names and "chance" in names
+    assert "shuffled labels" in names and "chance" in names  # the control
     line = next(t for t in w.curve_fig.data if t.name.startswith("probe"))
     assert list(line.x) == session.layers
     assert list(line.y) == pytest.approx(w.result.scores.tolist())

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-from plotly.offline import get_plotlyjs
 
 from reprlab.export import write_csv
 
+from .exporting import export_html, has_content, html_of, settings
 from .plot import ImageButtons, Plot
 
 #: Dims a view's outputs while they are out of date, with a badge saying why: the view gets
@@ -180,24 +180,13 @@ class View(W.VBox):
 
     def export_html(self, path: str | Path | None = None) -> Path:
         """Write what the view shows (its settings, texts, token strips, tables and figures, in
-        the view's layout) into one standalone HTML file; plotly.js is embedded, so it works
-        offline.
+        the view's layout) into one standalone HTML file; figures follow the page width, and
+        plotly.js is embedded when there is a figure, so it works offline
+        (:mod:`reprlab.widgets.exporting`).
 
         >>> view.export_html("steering.html")                         # doctest: +SKIP
         """
-        path = Path(path or self._default_name("html"))
-        body = "".join(_html_of(child, skip={self.footer}) for child in self.children)
-        if not _has_content(self):
-            raise ValueError("nothing to export yet: wait for the view to draw")
-        settings = " · ".join(f"{html.escape(label)}: {html.escape(value)}"
-                              for label, value in _settings(self))
-        path.write_text(
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>reprlab "
-            f"{type(self).__name__}</title><script>{get_plotlyjs()}</script></head>"
-            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'>"
-            f"<h2>{type(self).__name__}</h2><p style='color:#555'>{settings}</p>{body}"
-            f"</body></html>", "utf-8")
-        return path
+        return export_html(self, path or self._default_name("html"))
 
     def export_image(self, path: str | Path | None = None, format: str = "png",
                      scale: float = 2.0) -> list[Path]:
@@ -368,45 +357,12 @@ def _descendants(box: W.Widget) -> list[W.Widget]:
 
 
 def _html_of(widget: W.Widget, skip: set) -> str:
-    """What ``widget`` shows, as HTML: texts and tables as they are, figures as plotly divs,
-    boxes in their layout; controls are left out (their values go in the settings line)."""
-    if widget in skip or not _visible(widget):
-        return ""
-    if isinstance(widget, Plot):
-        return widget.figure.to_html(full_html=False, include_plotlyjs=False,
-                                     default_width="100%") if widget.data else ""
-    if isinstance(widget, W.HTML):
-        return f"<div>{widget.value}</div>" if widget.value else ""
-    if isinstance(widget, W.Box):
-        parts = [p for p in (_html_of(c, skip) for c in widget.children) if p]
-        if not parts:
-            return ""
-        if isinstance(widget, W.HBox):
-            cells = "".join(f"<div style='flex:1 1 0;min-width:300px'>{p}</div>" for p in parts)
-            return f"<div style='display:flex;flex-wrap:wrap;gap:8px'>{cells}</div>"
-        return "".join(parts)
-    return ""
+    """What ``widget`` shows, as HTML (see :func:`reprlab.widgets.exporting.html_of`)."""
+    return html_of(widget, skip)
 
 
-def _has_content(view: View) -> bool:
-    if any(p.data for p in view.plots()):
-        return True
-    return view.result is not None
-
-
-def _settings(widget: W.Widget):
-    """(label, value) of every visible control under ``widget``, in display order."""
-    if not _visible(widget):
-        return
-    if isinstance(widget, W.Box):
-        for child in widget.children:
-            yield from _settings(child)
-    elif isinstance(widget, W.ValueWidget) and not isinstance(widget, (W.HTML, W.Label,
-                                                                       W.FloatProgress)):
-        label = widget.description or getattr(widget, "placeholder", "") or ""
-        value = widget.value
-        if label and value not in ("", None):
-            yield label, f"{value:.3g}" if isinstance(value, float) else str(value)
+_has_content = has_content
+_settings = settings
 
 
 def pick_layer(slider: W.IntSlider, point: dict) -> None:

@@ -14,10 +14,13 @@ people go through :func:`fmt` (and hovers through :data:`HOVER`): 3 significant 
 from __future__ import annotations
 
 import html
+import math
+import re
 import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from reprlab import CircularAnalysis, ProbeCurve
 from reprlab.numbers import fmt  # the one formatter, re-exported for the views
@@ -34,6 +37,8 @@ CHANGED_STYLE = ("background:#fde7c2;text-decoration:underline 2px #D55E00;"
                  "text-underline-offset:3px;font-weight:600")  # marked by more than colour
 POSITIVE_NAMES = ("positive", "true", "yes", "1", "pos")
 NEGATIVE_NAMES = ("negative", "false", "no", "0", "neg")
+# Built once: naming the template by string makes plotly rebuild it for every figure (~10 ms).
+TEMPLATE = pio.templates["plotly_white"]
 
 
 def class_colors(classes) -> dict:
@@ -69,13 +74,109 @@ def text_color(rgb) -> str:
     return "#000" if luminance > 0.179 else "#fff"
 
 
-def with_caption(fig: go.Figure, text: str, width: int = 72) -> go.Figure:
-    """Put a one-line "how to read it" caption under the title (kept in every export)."""
-    lines = textwrap.wrap(text, width) or [""]
+# -- fitting text into a figure of ~320 px ---------------------------------------------------
+# In JupyterLab at 1024 x 768 with the file browser open a view shows two figures side by side,
+# each ~300-450 px wide; the width is known only in the browser, so text is fitted to the
+# narrowest case with a conservative glyph width (0.6 x the font size; real text is ~0.5).
+
+FIT_WIDTH = 320        # the narrowest figure text must fit (px)
+CHAR_WIDTH = 0.6       # estimated glyph width / font size
+TITLE_SIZE, DETAIL_SIZE, CAPTION_SIZE, LEGEND_SIZE, AXIS_TITLE_SIZE = 14, 11, 11, 11, 12
+TITLE_PAD = 8          # px from the container top to the title
+LINE = 1.3             # plotly's line height / font size
+TITLE_X = 8            # px from the container's left edge to the title and caption
+CAPTION_CHARS = int((FIT_WIDTH - 2 * TITLE_X) / (CHAR_WIDTH * CAPTION_SIZE))  # 46
+MULTILINE_SHIFT = 11   # plotly lifts a title of several lines by ~10 px (measured in Chromium)
+
+
+def plain_text(text: str) -> str:
+    """``text`` without plotly's HTML tags and entities (what a reader sees)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text or ""))
+
+
+def text_width(text: str, size: float) -> float:
+    """Conservative estimate of the rendered width (px) of one line of ``text``."""
+    return len(plain_text(text)) * CHAR_WIDTH * size
+
+
+def fit(text: str, size: float, width: float) -> str:
+    """``text`` cut with an ellipsis so that it fits ``width`` px at ``size``."""
+    chars = int(width / (CHAR_WIDTH * size))
+    return text if len(text) <= chars else text[:max(chars - 1, 1)].rstrip() + "…"
+
+
+def title_lines(fig: go.Figure) -> int:
+    return 1 + (fig.layout.title.text or "").count("<br>")
+
+
+def caption_lines(fig: go.Figure) -> int:
+    text = fig.layout.title.subtitle.text
+    return 0 if not text else 1 + text.count("<br>")
+
+
+def legend_entries(fig: go.Figure) -> list[str]:
+    """The names the legend shows (plotly draws a legend for two or more entries)."""
+    if fig.layout.showlegend is False:
+        return []
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name
+             and t.type not in ("heatmap",)]
+    return names if len(names) >= 2 or fig.layout.showlegend else []
+
+
+def legend_rows(fig: go.Figure, width: float = FIT_WIDTH) -> int:
+    """Rows of the horizontal legend at ``width`` px, the way plotly.js wraps it: one row when
+    every entry fits the plot's width, else columns as wide as the widest entry."""
+    entries = [45 + text_width(name, LEGEND_SIZE) for name in legend_entries(fig)]
+    if not entries:
+        return 0
+    plot_w = width - (fig.layout.margin.l or 80) - (fig.layout.margin.r or 80)
+    if sum(entries) <= plot_w:
+        return 1
+    columns = max(1, int(plot_w // max(entries)))
+    return -(-len(entries) // columns)
+
+
+def _title(text: str, detail: str = "") -> str:
+    """A short title, with its detail on a second, smaller grey line."""
+    text = fit(text, TITLE_SIZE, FIT_WIDTH - 2 * TITLE_X)
+    if not detail:
+        return text
+    detail = fit(detail, DETAIL_SIZE, FIT_WIDTH - 2 * TITLE_X)
+    return f"{text}<br><span style='font-size:{DETAIL_SIZE}px;color:#555'>{detail}</span>"
+
+
+def with_caption(fig: go.Figure, text: str, width: int = CAPTION_CHARS) -> go.Figure:
+    """Put a "how to read it" caption under the title (kept in every export), wrapped to fit a
+    ~320 px figure, and make room for the title, the caption and the legend: the title is
+    pinned to the container top, the plot starts below the caption, and the legend sits below
+    the x-axis title."""
+    lines = textwrap.wrap(text, min(width, CAPTION_CHARS)) if text else []
     fig.update_layout(title_subtitle_text="<br>".join(lines),
-                      title_subtitle_font={"size": 11, "color": "#555"})
-    top = fig.layout.margin.t or 45
-    fig.update_layout(margin_t=top + 14 * len(lines))
+                      title_subtitle_font={"size": CAPTION_SIZE, "color": "#555"})
+    return fit_layout(fig)
+
+
+def fit_layout(fig: go.Figure) -> go.Figure:
+    """Margins that hold the title + caption lines above the plot and the legend below the
+    x-axis title (see :data:`FIT_WIDTH`)."""
+    pad = TITLE_PAD + (MULTILINE_SHIFT if title_lines(fig) > 1 else 0)
+    top = pad + LINE * TITLE_SIZE * title_lines(fig) + LINE * CAPTION_SIZE * caption_lines(fig) + 14
+    fig.update_layout(title={"y": 1, "yref": "container", "yanchor": "top", "x": 0,
+                             "xref": "container", "xanchor": "left",
+                             "pad": {"t": pad, "l": TITLE_X}})
+    extra = LINE * CAPTION_SIZE * max(0, caption_lines(fig) - 3)  # long captions grow the
+    if extra and fig.layout.height:                                 # figure, not shrink it
+        fig.update_layout(height=math.ceil(fig.layout.height + extra))
+    rows = legend_rows(fig)
+    bottom = fig.layout.margin.b or 45
+    if rows:  # at the container bottom, below the x-axis title: rows grow the figure
+        bottom = max(bottom, 52) + 20 * rows
+        if fig.layout.height and rows > 1:
+            fig.update_layout(height=fig.layout.height + 20 * (rows - 1))
+        fig.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
+                                  "yanchor": "bottom", "x": 0, "xanchor": "left",
+                                  "font": {"size": LEGEND_SIZE}})
+    fig.update_layout(margin_t=math.ceil(top), margin_b=math.ceil(bottom))
     return fig
 
 
@@ -96,18 +197,22 @@ def _band(x, mid, spread, color: str, name: str) -> go.Scatter:
     )
 
 
-def _layout(fig: go.Figure, title: str, height: int, **more) -> go.Figure:
+def _layout(fig: go.Figure, title: str, height: int, detail: str = "", **more) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "font": {"size": 14}}, height=height, template="plotly_white",
-        margin={"l": 55, "r": 10, "t": 45, "b": 45}, legend={"orientation": "h", "y": -0.22},
+        title={"text": _title(title, detail), "font": {"size": TITLE_SIZE}}, height=height,
+        template=TEMPLATE, margin={"l": 55, "r": 10, "t": 45, "b": 45},
         hoverlabel={"font_size": 12}, **more,
     )
+    fig.update_xaxes(title_font_size=AXIS_TITLE_SIZE)
+    fig.update_yaxes(title_font_size=AXIS_TITLE_SIZE)
     return fig
 
 
 def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
                        at: str | None = None) -> go.Figure:
-    """Score per layer with its fold spread, the shuffled-label control and chance."""
+    """Score per layer with its fold spread, the shuffled-label control and chance: three lines
+    a reader can tell apart (blue solid probe, grey control with x markers and its band, a
+    black dashed chance line labelled at the right edge)."""
     x = list(curve.layers)
     metric = "accuracy" if curve.metric == "accuracy" else "R²"
     traces = [
@@ -126,17 +231,18 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
         p = curve.p_values
         traces.append(go.Scatter(
             x=[x[i] for i in np.flatnonzero(sig)], y=curve.scores[sig].tolist(), mode="markers",
-            name="above chance (p < 0.05, corrected for all layers)",
+            name="above chance", showlegend=False,   # the caption says what circles mean
             marker={"color": SCORE, "size": 11, "symbol": "circle-open", "line": {"width": 2}},
-            customdata=p[sig], hovertemplate="layer %{x}: corrected p %{customdata:.3g}"
+            customdata=p[sig], hovertemplate="layer %{x}: above chance, corrected p "
+                                              "%{customdata:.3g} (corrected for all layers)"
                                               "<extra></extra>",
         ))
         need = curve.thresholds()
         shown = np.isfinite(need)
         traces.append(go.Scatter(
             x=[x[i] for i in np.flatnonzero(shown)], y=need[shown].tolist(), mode="lines",
-            name="score needed (p < 0.05, corrected)",
-            line={"color": CONTROL, "dash": "dash", "width": 1},
+            name="needed, p < 0.05",
+            line={"color": CONTROL, "dash": "longdash", "width": 1},
             hovertemplate=(f"layer %{{x}}: a score above %{{y:{HOVER}}} is above chance at "
                            f"p < 0.05 after correcting for all layers ({curve.n_permutations} "
                            "shuffles; never at or below chance)<extra></extra>"),
@@ -146,26 +252,37 @@ def probe_curve_figure(curve: ProbeCurve, layer: int | None = None,
         traces += [
             _band(x, curve.control, ctrl_spread, CONTROL, "control spread"),
             go.Scatter(
-                x=x, y=curve.control.tolist(), mode="lines", name="control (shuffled labels)",
-                line={"color": CONTROL, "dash": "dot"}, customdata=ctrl_spread,
+                x=x, y=curve.control.tolist(), mode="lines+markers",
+                name="shuffled labels", line={"color": CONTROL, "width": 2},
+                marker={"symbol": "x-thin", "size": 7, "line": {"width": 1.5,
+                                                                "color": CONTROL}},
+                customdata=ctrl_spread,
                 hovertemplate=(f"layer %{{x}}<br>control {metric} %{{y:{HOVER}}} ± "
-                               f"%{{customdata:{HOVER}}}<extra></extra>"),
+                               f"%{{customdata:{HOVER}}}<br>(the control: the same probe on "
+                               "shuffled labels)"
+                               "<extra></extra>"),
             ),
         ]
     traces.append(go.Scatter(
         x=[x[0], x[-1]], y=[curve.chance, curve.chance], mode="lines", name="chance",
-        line={"color": "#444", "dash": "dash", "width": 1}, hoverinfo="skip",
+        line={"color": "#222", "dash": "dash", "width": 1.2}, hoverinfo="skip",
+        showlegend=False,   # labelled where it is drawn ("chance 0.5" at the right edge)
     ))
     where = f", read at '{at}'" if at else ""
-    fig = _layout(go.Figure(traces),
-                  f"Linear probe {metric} per layer ({len(curve.labels)} examples, "
-                  f"{curve.fold_scores.shape[1]}-fold CV{where})", 380,
+    fig = _layout(go.Figure(traces), f"Linear probe {metric} per layer", 470,
+                  detail=f"{len(curve.labels)} examples, {curve.fold_scores.shape[1]}-fold CV"
+                         f"{where}",
                   xaxis_title="hidden state (0 = embeddings)", yaxis_title=f"held-out {metric}",
-                  shapes=layer_marker(layer))
-    return with_caption(fig, "Blue: how well a linear read-out predicts the label from each "
-                        "layer; grey: the same probe on shuffled labels. Only the gap above the "
-                        "grey counts; circled layers beat the shuffles (corrected for picking the "
-                        "best layer). Click a point to pick a layer.", 78)
+                  shapes=layer_marker(layer),
+                  annotations=[{"text": f"chance {fmt(curve.chance)}", "xref": "paper",
+                                "x": 1, "xanchor": "right", "y": curve.chance, "yref": "y",
+                                "yanchor": "top", "showarrow": False,
+                                "font": {"size": 10, "color": "#222"},
+                                "bgcolor": "rgba(255,255,255,0.8)"}])
+    return with_caption(fig, "Blue: the probe; grey ×: the control, the same probe on "
+                        "shuffled labels; dashed: chance. Only the gap above grey counts; "
+                        "circled layers beat the shuffles (corrected for picking the best "
+                        "layer). Click a layer.")
 
 
 def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
@@ -191,15 +308,17 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
     elif len(curve.classes) == 2:
         logit = curve.heldout_scores(layer).numpy()
         fig = go.Figure([
-            go.Histogram(x=logit[labels == c], name=str(c), opacity=0.6, nbinsx=30,
+            go.Histogram(x=logit[labels == c], name=fit(str(c), LEGEND_SIZE, 110),
+                         opacity=0.6, nbinsx=30,
                          marker={"color": colors[c]},
                          hovertemplate=f"{c}: %{{y}} examples<extra></extra>")
             for c in curve.classes
         ])
-        fig.update_layout(barmode="overlay", xaxis_title=f"held-out probe logit "
-                          f"(> 0 means '{curve.classes[1]}')", yaxis_title="examples")
-        caption = ("Probe outputs on examples it never saw, one colour per true label: the less "
-                   "the two colours overlap, the better the layer separates them.")
+        fig.update_layout(barmode="overlay", yaxis_title="examples",
+                          xaxis_title=fit(f"probe logit (> 0: '{curve.classes[1]}')",
+                                          AXIS_TITLE_SIZE, FIT_WIDTH - 65))
+        caption = ("Held-out probe outputs (examples it never saw), one colour per true "
+                   "label: the less they overlap, the better the layer separates them.")
     else:
         probs = curve.heldout_probabilities(layer).numpy()
         own = probs[np.arange(len(labels)), [curve.classes.index(v) for v in labels]]
@@ -210,11 +329,11 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
                    hovertemplate="%{text}<br>p(own class) %{x:.2f}<extra></extra>")
             for c in curve.classes
         ])
-        fig.update_layout(xaxis_title="held-out probability of the true class",
+        fig.update_layout(xaxis_title="held-out p(true class)",
                           yaxis_title="true class", xaxis_range=[0, 1], showlegend=False)
         caption = "Each dot is one example: near 1 means the probe gave its true class."
-    _layout(fig, f"Layer {layer}: {curve.metric} {fmt(score)}", 380)
-    return with_caption(fig, caption, 58)
+    _layout(fig, f"Layer {layer}: {curve.metric} {fmt(score)}", 400)
+    return with_caption(fig, caption)
 
 
 def readable_token(token: str) -> str:
@@ -224,37 +343,66 @@ def readable_token(token: str) -> str:
     return token.replace("\n", "\u23ce").replace("\t", "\u21e5")
 
 
-def token_html(projection) -> str:
-    """Tokens of one text colored by their projection (:data:`DIVERGING`), wrapping like text,
-    with a colour legend; the color scale leaves out the first token (an attention sink)."""
+def token_html(projection, reference: float | None = None,
+               reference_name: str = "the reference") -> str:
+    """Tokens of one text coloured by their projection (:data:`DIVERGING`), wrapping like text,
+    with a colour legend that says where white (0) is.
+
+    White is the reference: a projection measured from the mean of the reference texts
+    (``projection.centered``, the kernel's default) is shown as it is; an uncentred one is
+    centred on ``reference`` (a projection value, e.g. the mean projection of a labelled set,
+    named ``reference_name``), else on the median of this text's tokens, and the legend says
+    which. The first token is an attention sink with an outsized value: it stays out of the
+    colour scale and is drawn uncoloured with a dashed outline (its value shows on hover), so
+    it never reads as the most extreme word.
+    """
     values = np.asarray(projection.values, dtype=float)
-    # The first token is an attention sink with outsized activations: keep it out of the color
-    # scale (its value still shows on hover), and clip anything beyond the scale.
-    scaled = values[1:] if len(values) > 2 else values
-    peak = float(np.abs(scaled).max()) or 1.0
+    sink = len(values) > 2          # leave the first token out of the scale
+    scaled = values[1:] if sink else values
+    if getattr(projection, "centered", False):
+        zero, where = 0.0, (getattr(projection, "origin", "") or
+                            "0 = mean of the reference texts")
+    elif reference is not None:
+        zero, where = float(reference), f"0 = {reference_name} (projection {fmt(reference)})"
+    else:
+        zero = float(np.median(scaled)) if len(scaled) else 0.0
+        where = f"0 = the median token of this text (uncentred projection {fmt(zero)})"
+    shifted = values - zero
+    peak = float(np.abs(shifted[1:] if sink else shifted).max(initial=0.0)) or 1.0
     spans = []
-    for token, value in zip(projection.tokens, values):
-        rgb = diverging_color(value / peak)
+    for i, (token, value) in enumerate(zip(projection.tokens, shifted)):
         shown = html.escape(readable_token(token))
+        base = ("padding:2px 1px;border-radius:3px;font-family:monospace;"
+                "white-space:pre-wrap")
+        if sink and i == 0:
+            spans.append(
+                f"<span class='reprlab-token' data-sink='first' "
+                f"title='{html.escape(repr(token))}"
+                f": {fmt(value)} (first token, an attention sink: left out of the colour "
+                f"scale)' style='background:#fff;color:#555;outline:1px dashed #999;"
+                f"{base}'>{shown}</span>")
+            continue
+        rgb = diverging_color(value / peak)
         spans.append(
             f"<span class='reprlab-token' title='{html.escape(repr(token))}: {fmt(value)}' "
-            f"style='background:rgb{rgb};color:{text_color(rgb)};padding:2px 1px;"
-            f"border-radius:3px;font-family:monospace;white-space:pre-wrap'>{shown}</span>"
+            f"style='background:rgb{rgb};color:{text_color(rgb)};{base}'>{shown}</span>"
         )
     lo, hi = diverging_color(-1), diverging_color(1)
+    steps = "".join(  # solid steps (not a CSS gradient): image export paints them as they are
+        f"<span style='background:rgb{diverging_color(t)};display:inline-block;width:10px;"
+        "height:0.9em;vertical-align:middle'></span>" for t in np.linspace(-1, 1, 9))
+    sink_note = (" The first token (dashed) is left out of the colour scale (attention sink)."
+                 if sink else "")
     legend = (
-        "<div style='color:#555;font-size:90%;margin-top:4px'>"
+        "<div class='reprlab-token-legend' style='color:#555;font-size:90%;margin-top:4px'>"
         f"<span style='background:rgb{lo};color:{text_color(lo)};padding:0 4px'>"
-        f"−{fmt(peak)}</span>"
-        f"<span style='background:linear-gradient(90deg,rgb{lo},{NEUTRAL},rgb{hi});"
-        "display:inline-block;width:90px;height:0.9em;vertical-align:middle'></span>"
+        f"−{fmt(peak)}</span>{steps}"
         f"<span style='background:rgb{hi};color:{text_color(hi)};padding:0 4px'>"
         f"+{fmt(peak)}</span> "
         f"projection on '{html.escape(projection.direction)}' at layer {projection.layer} "
-        f"({projection.inner} inner product, "
-        f"{html.escape(getattr(projection, 'origin', '') or 'uncentred')}): blue tokens point "
-        "along the direction, vermillion against it. The first token is left out of the colour "
-        "scale (attention sink); hover a token for its value.</div>"
+        f"({projection.inner} inner product); white: {html.escape(where)}; blue tokens "
+        f"point along the direction, vermillion against it.{sink_note} Hover a token for its "
+        "value.</div>"
     )
     return ("<div class='reprlab-tokens' style='line-height:2;white-space:normal;"
             "overflow-wrap:anywhere;max-width:100%'>" + "".join(spans) + "</div>" + legend)
@@ -265,22 +413,37 @@ def projection_histogram(projections) -> go.Figure:
     groups = projections.by_label()
     colors = class_colors(list(groups))
     fig = go.Figure([
-        go.Histogram(x=values, name=str(label), opacity=0.6, nbinsx=30,
-                     marker={"color": colors[label]},
+        go.Histogram(x=values, name=fit(str(label), LEGEND_SIZE, 110), opacity=0.6,
+                     nbinsx=30, marker={"color": colors[label]},
                      hovertemplate=f"{label}: %{{y}} texts<extra></extra>")
         for label, values in groups.items()
     ])
-    _layout(fig, f"Texts projected on '{projections.direction}' (layer {projections.layer}, "
-            f"{projections.inner})", 360, barmode="overlay",
-            xaxis_title=f"projection ({getattr(projections, 'origin', '') or 'uncentred'})",
-            yaxis_title="texts")
+    centred = getattr(projections, "centered", False)
+    _layout(fig, f"Texts on '{projections.direction}'", 380,
+            detail=f"layer {projections.layer}, {projections.inner} inner product",
+            barmode="overlay", yaxis_title="texts",
+            xaxis_title="projection (0 = reference mean)" if centred else
+            "projection (uncentred)")
+    origin = getattr(projections, "origin", "") or "uncentred"
     return with_caption(fig, "One colour per label: if the direction captures the concept, the "
-                        "two colours sit apart along the x-axis.", 62)
+                        f"colours sit apart along the x-axis ({origin}).")
 
 
-def similarity_heatmap(matrix) -> go.Figure:
-    """Cosine similarities between directions under one inner product."""
+def _place(where: str) -> str:
+    return "in unembedding space" if where == "unembedding" else f"at {where}"
+
+
+def similarity_heatmap(matrix, excluded: dict[str, str] | None = None,
+                       where: str | None = None) -> go.Figure:
+    """Cosine similarities between directions under one inner product.
+
+    ``excluded`` names the registered directions that are not in the matrix and where they live
+    (``{name: direction.where}``, e.g. ``{"sentiment@12": "layer 12"}``); ``where`` is where the
+    compared ones live (``"layer 8"``). Cosines only compare directions in one space, so the
+    figure says why each excluded one is left out instead of asking to build another.
+    """
     names = list(matrix.names)
+    excluded = dict(excluded or {})
     fig = go.Figure(go.Heatmap(
         z=matrix.values, x=names, y=names, zmin=-1, zmax=1, colorscale=DIVERGING,
         text=[[fmt(v, 2) for v in row] for row in np.asarray(matrix.values)],
@@ -288,18 +451,33 @@ def similarity_heatmap(matrix) -> go.Figure:
         hovertemplate=f"%{{y}} · %{{x}}: %{{z:{HOVER}}}<extra></extra>",
     ))
     spread = matrix.mean_abs_off_diagonal()
-    summary = "one direction: build another to compare" if len(names) < 2 else \
-        f"mean |off-diagonal| {fmt(spread, 2)}"
-    title = f"Cosine, {matrix.inner} inner product ({summary})"
+    if len(names) >= 2:
+        summary = f"mean |off-diagonal| {fmt(spread, 2)}"
+    elif excluded:
+        summary = "nothing comparable yet"
+    else:
+        summary = "build another to compare"
     null = getattr(matrix, "null_mean_abs", None)
+    detail = f"{matrix.inner} · {summary}"
+    title = _title("Cosine between directions", detail)
     if null is not None:
-        title += (f"<br><sup>{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% below "
-                  f"{fmt(matrix.null_high, 2)}</sup>")
-    _layout(fig, title, 360, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
+        line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% < "
+                f"{fmt(matrix.null_high, 2)}")
+        title += (f"<br><span style='font-size:{DETAIL_SIZE}px;color:#555'>"
+                  f"{fit(line, DETAIL_SIZE, FIT_WIDTH - 2 * TITLE_X)}</span>")
+    _layout(fig, "", 380, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
             xaxis_title="direction")
-    fig.update_layout(margin={"l": 100, "b": 80, "t": 45 if null is None else 62})
-    return with_caption(fig, "Blue: directions point the same way (+1); vermillion: opposite "
-                        "(-1); white: unrelated (0). Compare the cells with the null.", 62)
+    fig.update_layout(title_text=title, margin={"l": 100, "b": 80})
+    caption = ("Blue: same way (+1); vermillion: opposite (-1); white: unrelated (0). "
+               "Compare the cells with the null.")
+    if excluded:
+        here = f", this one {_place(where)}" if where else ""
+        shown = list(excluded.items())[:2]
+        notes = [f"'{n}' is {_place(w)}{here}: not compared." for n, w in shown]
+        if len(excluded) > len(shown):
+            notes.append(f"{len(excluded) - len(shown)} more elsewhere: not compared.")
+        caption = " ".join(notes) + " Cosines compare directions in one space. " + caption
+    return with_caption(fig, caption)
 
 
 def cyclic_colors(k: int) -> list[str]:
@@ -310,12 +488,98 @@ def cyclic_colors(k: int) -> list[str]:
 MAP_METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "circle_probe": "circle probe (held out)"}
 
 
+LABEL_SIZE = 11
+
+
+def short_labels(items) -> list[str]:
+    """Item labels for a map: the first three letters when every item is longer than five
+    characters and those stay distinct ("Jan", "Feb", ...), else the items."""
+    items = [str(i) for i in items]
+    short = [i[:3] for i in items]
+    long = items and max(map(len, items)) > 5
+    return short if long and len(set(short)) == len(items) else items
+
+
+def label_box(x: float, y: float, text: str, size: float = LABEL_SIZE) -> tuple:
+    """Estimated pixel box (left, top, right, bottom) of a label centred at (x, y)."""
+    w, h = text_width(text, size) + 4, LINE * size + 2
+    return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+
+
+def boxes_overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(points: np.ndarray, labels, obstacles=(), bounds=None,
+                 size: float = LABEL_SIZE) -> list[tuple[float, float]]:
+    """Pixel offsets (dx, dy; y down) for labels of ``points`` (pixel positions, y down) so
+    that no two labels collide: each label goes radially outward from the points' centroid,
+    and when that spot is taken a greedy search turns and moves it further out. ``obstacles``
+    are boxes to avoid (the markers); ``bounds`` is the (left, top, right, bottom) box labels
+    must stay in."""
+    points = np.asarray(points, dtype=float)
+    centre = points.mean(0)
+    taken = list(obstacles)
+    offsets = []
+    turns = [0, 30, -30, 60, -60, 90, -90, 120, -120, 150, -150, 180]
+    for p, text in zip(points, labels):
+        away = p - centre
+        base = math.degrees(math.atan2(away[1], away[0])) if np.hypot(*away) > 1e-9 else -90
+        w, h = text_width(text, size) + 4, LINE * size + 2
+        best, best_cost = None, math.inf
+        for distance in (9, 18, 30, 44, 60, 80, 104):
+            for turn in turns:
+                a = math.radians(base + turn)
+                u = np.array([math.cos(a), math.sin(a)])
+                reach = distance + abs(u[0]) * w / 2 + abs(u[1]) * h / 2
+                centre_xy = p + u * reach
+                box = label_box(*centre_xy, text, size)
+                cost = sum(boxes_overlap(box, t) for t in taken)
+                if bounds is not None and not (bounds[0] <= box[0] and box[2] <= bounds[2]
+                                               and bounds[1] <= box[1] and box[3] <= bounds[3]):
+                    cost += 0.5
+                cost += distance / 1000 + abs(turn) / 100000
+                if cost < best_cost:
+                    best, best_cost = (centre_xy - p, box), cost
+            if best_cost < 1:
+                break
+        offsets.append(tuple(float(v) for v in best[0]))
+        taken.append(best[1])
+    return offsets
+
+
+def map_frame(xy: np.ndarray, width: float, height: float, margin: dict) -> dict:
+    """Axis ranges of a square-unit map and the data -> pixel scale at ``width`` x ``height``
+    (plotly widens one range to keep one unit the same length on both axes)."""
+    lo, hi = xy.min(0), xy.max(0)
+    span = np.maximum(hi - lo, 1e-9)
+    lo, hi = lo - 0.12 * span, hi + 0.12 * span
+    plot_w = width - margin["l"] - margin["r"]
+    plot_h = height - margin["t"] - margin["b"]
+    scale = min(plot_w / (hi[0] - lo[0]), plot_h / (hi[1] - lo[1]))
+    mid = (lo + hi) / 2
+    return {"x": [float(lo[0]), float(hi[0])], "y": [float(lo[1]), float(hi[1])],
+            "scale": scale, "mid": mid, "plot": (margin["l"], margin["t"], plot_w, plot_h)}
+
+
+def to_pixels(xy: np.ndarray, frame: dict) -> np.ndarray:
+    """Data coordinates -> pixels (y down) in a figure laid out by :func:`map_frame`."""
+    left, top, plot_w, plot_h = frame["plot"]
+    cx, cy = left + plot_w / 2, top + plot_h / 2
+    xy = np.asarray(xy, dtype=float)
+    return np.stack([cx + (xy[:, 0] - frame["mid"][0]) * frame["scale"],
+                     cy - (xy[:, 1] - frame["mid"][1]) * frame["scale"]], 1)
+
+
 def circular_scatter(analysis: CircularAnalysis, layer: int) -> go.Figure:
-    """Examples at ``layer`` in 2-D, colored by item; item means joined in cyclic order."""
-    xy = analysis.coords[layer]
-    means = analysis.item_means(layer)
+    """Examples at ``layer`` in 2-D, colored by item; item means joined in cyclic order, each
+    labelled outward from the centre so that no two labels collide (placed for the narrowest
+    figure, :data:`FIT_WIDTH`)."""
+    xy = np.asarray(analysis.coords[layer], dtype=float)
+    means = np.asarray(analysis.item_means(layer), dtype=float)
     colors = cyclic_colors(len(analysis.items))
     texts = np.asarray(analysis.texts)
+    labels = short_labels(analysis.items)
     traces = [
         go.Scatter(
             x=xy[analysis.item_index == k, 0], y=xy[analysis.item_index == k, 1], mode="markers",
@@ -330,19 +594,33 @@ def circular_scatter(analysis: CircularAnalysis, layer: int) -> go.Figure:
                              line={"color": "#333", "width": 1.5}, hoverinfo="skip",
                              showlegend=False))
     traces.append(go.Scatter(
-        x=means[:, 0], y=means[:, 1], mode="markers+text", text=list(analysis.items),
-        textposition="top center", name="item means", showlegend=False,
+        x=means[:, 0], y=means[:, 1], mode="markers", text=list(analysis.items),
+        name="item means", showlegend=False,
         marker={"color": colors, "size": 13, "line": {"color": "#222", "width": 1}},
         hovertemplate="%{text} (mean)<extra></extra>",
     ))
-    fig = _layout(go.Figure(traces), f"{analysis.cycle} at layer {layer}: "
-                  f"{MAP_METHOD_NAMES[analysis.map_method]}, {analysis.inner}", 430,
+    fig = _layout(go.Figure(traces), f"{analysis.cycle} at layer {layer}", 440,
+                  detail=f"{MAP_METHOD_NAMES[analysis.map_method]}, {analysis.inner}",
                   xaxis={"zeroline": False, "title": {"text": "component 1"}},
                   yaxis={"zeroline": False, "scaleanchor": "x", "title": {"text": "component 2"}})
     fig.update_layout(margin={"l": 50, "b": 40})
-    return with_caption(fig, "Small dots: one example each, coloured by item (neighbours in the "
-                        "cycle get neighbouring hues); big dots: item means, joined in cyclic "
-                        "order. A loop without crossings suggests a circle.", 62)
+    with_caption(fig, "Small dots: one example each, coloured by item; big dots: item means, "
+                 "joined in cyclic order. A loop without crossings suggests a circle.")
+    margin = {k: getattr(fig.layout.margin, k) for k in "lrtb"}
+    frame = map_frame(np.vstack([xy, means]), FIT_WIDTH, fig.layout.height, margin)
+    pixels = to_pixels(means, frame)
+    markers = [(x - 7, y - 7, x + 7, y + 7) for x, y in pixels]
+    offsets = place_labels(pixels, labels, markers, bounds=(0, 0, FIT_WIDTH, fig.layout.height))
+    fig.update_layout(
+        xaxis_range=frame["x"], yaxis_range=frame["y"],
+        annotations=[{"x": float(m[0]), "y": float(m[1]), "text": label, "showarrow": True,
+                      "ax": dx, "ay": dy, "axref": "pixel", "ayref": "pixel",
+                      "arrowhead": 0, "arrowwidth": 0.8, "arrowcolor": "#999", "standoff": 7,
+                      "font": {"size": LABEL_SIZE, "color": "#222"},
+                      "hovertext": str(item)}
+                     for m, (dx, dy), label, item in zip(means, offsets, labels,
+                                                         analysis.items)])
+    return fig
 
 
 def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> go.Figure:
@@ -353,7 +631,7 @@ def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> g
     traces = [
         go.Scatter(x=x + x[::-1], y=s.null_high.tolist() + s.null_low.tolist()[::-1],
                    fill="toself", fillcolor=CONTROL, opacity=0.25, line={"width": 0},
-                   name="null (95% of shuffled orders)", hoverinfo="skip"),
+                   name="null (shuffled)", hoverinfo="skip"),
         go.Scatter(x=x, y=s.rho_cyclic.tolist(), mode="lines+markers", name="ρ cyclic",
                    line={"color": SCORE, "width": 2.5},
                    customdata=np.stack([s.p_beyond_linear, s.probe_score, s.probe_control,
@@ -367,15 +645,18 @@ def circularity_curve(analysis: CircularAnalysis, layer: int | None = None) -> g
                    hovertemplate="layer %{x}: ρ linear %{y:.2f}<extra></extra>"),
         go.Scatter(x=[x[i] for i in np.flatnonzero(s.circular)],
                    y=s.rho_cyclic[s.circular].tolist(), mode="markers",
-                   name="circular: cyclic beyond linear (p < 0.05, corrected)",
+                   name="circular, p<0.05",
                    marker={"color": SCORE, "size": 12, "symbol": "circle-open",
-                           "line": {"width": 2}}, hoverinfo="skip"),
+                           "line": {"width": 2}},
+                   hovertemplate="layer %{x}: circular, cyclic beyond linear order at "
+                                 "p < 0.05, corrected for all layers<extra></extra>"),
     ]
-    fig = _layout(go.Figure(traces), "Do item-mean distances follow the cycle?", 430,
+    fig = _layout(go.Figure(traces), "Do distances follow the cycle?", 440,
+                  detail="rank correlation of item-mean distances",
                   xaxis_title="hidden state (0 = embeddings)",
                   yaxis_title="Spearman ρ with distance", yaxis_range=[-1, 1],
                   shapes=layer_marker(layer))
     fig.update_layout(margin={"l": 50, "b": 40})
-    return with_caption(fig, "Blue above the grey band (shuffled orders) and above the dotted "
-                        "line (plain linear order) suggests a circle; circled layers pass the "
-                        "test, corrected for looking at every layer.", 62)
+    return with_caption(fig, "Blue above the grey band (shuffled orders) and above the "
+                        "dotted line (linear order) suggests a circle; circled layers pass, "
+                        "corrected for looking at every layer.")

@@ -121,48 +121,147 @@ export default { render };
 """
 
 _BUTTONS_ESM = _LOADER + r"""
+// What an image holds: the view's figures and its HTML parts that carry meaning (the token
+// strip and its colour legend), in page order, painted where they are on the page.
+const HTML_PARTS = ".reprlab-tokens, .reprlab-token-legend";
+
 function liveDiv(key, root) {  // the copy of the figure in this display of the view
   const divs = [...(REGISTRY.get(key) || [])].filter((d) => d.isConnected && d.data);
   return divs.find((d) => root && root.contains(d)) || divs[0];
 }
 
-async function pngOf(Plotly, divs, scale) {
-  const boxes = divs.map((d) => d.getBoundingClientRect());
+function partsOf(root, keys) {
+  const plots = keys.length ? keys.map((k) => liveDiv(k, root)).filter(Boolean)
+    : [...(root ? root.querySelectorAll(".reprlab-plot-area") : [])].filter((d) => d.data);
+  const html = keys.length || !root ? []
+    : [...root.querySelectorAll(HTML_PARTS)].filter((e) => e.getClientRects().length);
+  const parts = [...plots.map((el) => ({ el, plot: true })),
+                 ...html.map((el) => ({ el, plot: false }))];
+  return parts.sort((a, b) =>
+    (a.el.compareDocumentPosition(b.el) & Node.DOCUMENT_POSITION_FOLLOWING) ? -1 : 1);
+}
+
+function frameOf(parts) {
+  const boxes = parts.map((p) => p.el.getBoundingClientRect());
   const left = Math.min(...boxes.map((b) => b.left)), top = Math.min(...boxes.map((b) => b.top));
+  return { boxes, left, top, width: Math.ceil(Math.max(...boxes.map((b) => b.right)) - left),
+           height: Math.ceil(Math.max(...boxes.map((b) => b.bottom)) - top) };
+}
+
+const painted = (c) => c && c !== "transparent" && !/^rgba\(.*,\s*0\)$/.test(c);
+
+function htmlPieces(el) {  // backgrounds, outlines and words of an HTML part, in page pixels
+  const out = [];
+  for (const node of [el, ...el.querySelectorAll("*")]) {
+    const style = getComputedStyle(node);
+    const rects = [...node.getClientRects()];
+    if (painted(style.backgroundColor)) {
+      for (const r of rects) out.push({ rect: r, fill: style.backgroundColor });
+    }
+    if (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0) {
+      for (const r of rects) out.push({ rect: r, stroke: style.outlineColor,
+                                        dash: style.outlineStyle === "dashed" });
+    }
+  }
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const style = getComputedStyle(t.parentElement);
+    const words = /\S+/g;
+    for (let m = words.exec(t.textContent); m; m = words.exec(t.textContent)) {
+      const range = document.createRange();
+      range.setStart(t, m.index);
+      range.setEnd(t, m.index + m[0].length);
+      const r = range.getClientRects()[0];
+      if (r) out.push({ rect: r, text: m[0], color: style.color, weight: style.fontWeight,
+                        size: parseFloat(style.fontSize), family: style.fontFamily });
+    }
+  }
+  return out;
+}
+
+function paintHtml(ctx, el, left, top, scale) {
+  for (const p of htmlPieces(el)) {
+    const x = (p.rect.left - left) * scale, y = (p.rect.top - top) * scale;
+    const w = p.rect.width * scale, h = p.rect.height * scale;
+    if (p.fill) {
+      ctx.fillStyle = p.fill;
+      ctx.fillRect(x, y, w, h);
+    } else if (p.stroke) {
+      ctx.strokeStyle = p.stroke;
+      ctx.lineWidth = scale;
+      ctx.setLineDash(p.dash ? [3 * scale, 2 * scale] : []);
+      ctx.strokeRect(x, y, w, h);
+      ctx.setLineDash([]);
+    } else {
+      ctx.fillStyle = p.color;
+      ctx.font = `${p.weight} ${p.size * scale}px ${p.family}`;
+      ctx.textBaseline = "middle";
+      ctx.fillText(p.text, x, y + h / 2);
+    }
+  }
+}
+
+const xml = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;")
+  .replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+
+function svgHtml(el, left, top) {
+  return htmlPieces(el).map((p) => {
+    const x = p.rect.left - left, y = p.rect.top - top, w = p.rect.width, h = p.rect.height;
+    if (p.fill) return `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="${p.fill}"/>`;
+    if (p.stroke) {
+      return `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" ` +
+        `stroke="${p.stroke}"${p.dash ? ' stroke-dasharray="3 2"' : ""}/>`;
+    }
+    return `<text x="${x}" y="${y + h / 2}" dominant-baseline="central" ` +
+      `font-family="${xml(p.family)}" font-size="${p.size}" font-weight="${p.weight}" ` +
+      `fill="${p.color}" xml:space="preserve">${xml(p.text)}</text>`;
+  }).join("");
+}
+
+async function pngOf(Plotly, parts, scale) {
+  const f = frameOf(parts);
   const canvas = document.createElement("canvas");
-  canvas.width = Math.ceil((Math.max(...boxes.map((b) => b.right)) - left) * scale);
-  canvas.height = Math.ceil((Math.max(...boxes.map((b) => b.bottom)) - top) * scale);
+  canvas.width = Math.ceil(f.width * scale);
+  canvas.height = Math.ceil(f.height * scale);
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "white";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  for (const [i, d] of divs.entries()) {
-    const url = await Plotly.toImage(d, { format: "png", width: boxes[i].width,
-                                          height: boxes[i].height, scale });
+  for (const [i, part] of parts.entries()) {
+    const box = f.boxes[i];
+    if (!part.plot) {
+      paintHtml(ctx, part.el, f.left, f.top, scale);
+      continue;
+    }
+    const url = await Plotly.toImage(part.el, { format: "png", width: box.width,
+                                                height: box.height, scale });
     const img = new Image();
     await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; img.src = url; });
-    ctx.drawImage(img, (boxes[i].left - left) * scale, (boxes[i].top - top) * scale);
+    ctx.drawImage(img, (box.left - f.left) * scale, (box.top - f.top) * scale);
   }
   return new Promise((ok) => canvas.toBlob(ok, "image/png"));
 }
 
-async function svgOf(Plotly, divs) {
-  const boxes = divs.map((d) => d.getBoundingClientRect());
-  const left = Math.min(...boxes.map((b) => b.left)), top = Math.min(...boxes.map((b) => b.top));
-  const width = Math.ceil(Math.max(...boxes.map((b) => b.right)) - left);
-  const height = Math.ceil(Math.max(...boxes.map((b) => b.bottom)) - top);
-  const parts = [];
-  for (const [i, d] of divs.entries()) {
-    const url = await Plotly.toImage(d, { format: "svg", width: boxes[i].width,
-                                          height: boxes[i].height });
+async function svgOf(Plotly, parts) {
+  const f = frameOf(parts);
+  const out = [];
+  for (const [i, part] of parts.entries()) {
+    const box = f.boxes[i];
+    if (!part.plot) {
+      out.push(svgHtml(part.el, f.left, f.top));
+      continue;
+    }
+    const url = await Plotly.toImage(part.el, { format: "svg", width: box.width,
+                                                height: box.height });
     const svg = decodeURIComponent(url.slice(url.indexOf(",") + 1));
-    parts.push(svg.replace(/^<svg /, `<svg x="${boxes[i].left - left}" ` +
-                                     `y="${boxes[i].top - top}" `));
+    out.push(svg.replace(/^<svg /, `<svg x="${box.left - f.left}" y="${box.top - f.top}" `));
   }
   const text = `<svg xmlns="http://www.w3.org/2000/svg" ` +
-    `xmlns:xlink="http://www.w3.org/1999/xlink" width="${width}" height="${height}" ` +
-    `viewBox="0 0 ${width} ${height}">${parts.join("")}</svg>`;
+    `xmlns:xlink="http://www.w3.org/1999/xlink" width="${f.width}" height="${f.height}" ` +
+    `viewBox="0 0 ${f.width} ${f.height}"><rect width="100%" height="100%" fill="white"/>` +
+    `${out.join("")}</svg>`;
   return new Blob([text], { type: "image/svg+xml" });
 }
+G.__reprlabImage = { partsOf, pngOf, svgOf };  // for tests of a static page
 
 function render({ model, el }) {
   el.classList.add("reprlab-image-buttons");
@@ -172,18 +271,18 @@ function render({ model, el }) {
     const button = document.createElement("button");
     button.className = "jupyter-widgets jupyter-button widget-button";
     button.textContent = format.toUpperCase();
-    button.title = `download the figures as ${format.toUpperCase()} (made in the browser)`;
+    button.title = `download the figures (and token strips) as ${format.toUpperCase()} ` +
+      "(made in the browser)";
     button.style.width = "64px";
     button.addEventListener("click", async () => {
       note.textContent = "";
       try {
         const root = el.closest(".reprlab-view");
-        const keys = model.get("figures");
-        const divs = keys.length ? keys.map((k) => liveDiv(k, root)).filter(Boolean)
-          : [...(root ? root.querySelectorAll(".reprlab-plot-area") : [])].filter((d) => d.data);
-        if (!divs.length) throw new Error("nothing drawn yet: wait for the figures");
+        const parts = partsOf(root, model.get("figures"));
+        if (!parts.some((p) => p.plot)) throw new Error("nothing drawn yet: wait for the figures");
         const Plotly = await loadPlotly(model);
-        const blob = format === "png" ? await pngOf(Plotly, divs, 2) : await svgOf(Plotly, divs);
+        const blob = format === "png" ? await pngOf(Plotly, parts, 2)
+          : await svgOf(Plotly, parts);
         const a = document.createElement("a");
         a.href = URL.createObjectURL(blob);
         a.download = `${model.get("filename")}.${format}`;
@@ -292,7 +391,9 @@ class Plot(anywidget.AnyWidget):
 
 class ImageButtons(anywidget.AnyWidget):
     """PNG and SVG buttons that download ``plots`` as one image, made in the browser (without
-    ``plots``: every figure of the view, ``.reprlab-view``, the buttons sit in)."""
+    ``plots``: every figure of the view, ``.reprlab-view``, the buttons sit in, and its token
+    strips with their colour legends, painted where they are on the page: backgrounds,
+    outlines and words, so the image shows the coloured tokens beside the figures)."""
 
     _esm = _BUTTONS_ESM
     _css = _CSS

@@ -183,8 +183,10 @@ class ConceptProjection(View):
         self.tokens.value = token_html(result.tokens) if result.tokens is not None else \
             "<i style='color:#555'>Type a text above to color its tokens.</i>"
         self.hist_fig.draw(projection_histogram(result.texts))
-        self.sim_fig.draw(similarity_heatmap(result.similarity))
         d = self.session.directions[self.direction.value]
+        excluded = {x.name: x.where for x in self.session.directions if x.where != d.where}
+        self.sim_fig.draw(similarity_heatmap(result.similarity, excluded=excluded,
+                                             where=d.where))
         note = "" if d.layer in (None, self.layer.value) else \
             f" (direction built at layer {d.layer}, read at layer {self.layer.value})"
         caveat = inner_note(self.session, self.inner.value, self.layer.value, d)

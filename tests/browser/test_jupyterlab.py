@@ -318,6 +318,7 @@ def _busy_and_error_show_beside_their_controls(page) -> None:
     view = _select_tab(page, "Probe curves")
     view.locator("select").first.select_option("truth")
     page.wait_for_function(f"(({NOTICE_STATE})('select')).busy", timeout=30_000, polling=50)
+    page.wait_for_timeout(400)  # the dimming fades in (a 0.2 s transition)
     state = page.evaluate(NOTICE_STATE, "select")
     assert "computing" in state["text"] and state["gap"] < 120 and state["faded"], state
     assert "computing" in state["badge"], state
@@ -330,6 +331,7 @@ def _busy_and_error_show_beside_their_controls(page) -> None:
     prompt.press("Enter")
     page.wait_for_function(f"(({NOTICE_STATE})(\"input[type='text']\")).stale",
                            timeout=30_000)
+    page.wait_for_timeout(400)
     state = page.evaluate(NOTICE_STATE, "input[type='text']")
     assert "prompt" in state["text"].lower() and state["gap"] < 120 and state["faded"], state
     assert "not updated" in state["badge"], state
