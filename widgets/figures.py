@@ -136,13 +136,19 @@ def legend_rows(fig: go.Figure, width: float = FIT_WIDTH) -> int:
     return -(-len(entries) // columns)
 
 
+def detail_lines(text: str) -> str:
+    """``text`` as smaller grey title lines, wrapped (never cut) to fit a ~320 px figure."""
+    chars = int((FIT_WIDTH - 2 * TITLE_X) / (CHAR_WIDTH * DETAIL_SIZE))
+    return "<br>".join(f"<span style='font-size:{DETAIL_SIZE}px;color:#555'>{line}</span>"
+                       for line in textwrap.wrap(text, chars))
+
+
 def _title(text: str, detail: str = "") -> str:
-    """A short title, with its detail on a second, smaller grey line."""
-    text = fit(text, TITLE_SIZE, FIT_WIDTH - 2 * TITLE_X)
-    if not detail:
-        return text
-    detail = fit(detail, DETAIL_SIZE, FIT_WIDTH - 2 * TITLE_X)
-    return f"{text}<br><span style='font-size:{DETAIL_SIZE}px;color:#555'>{detail}</span>"
+    """A short title, with its detail on smaller grey lines below it (wrapped, not cut: a
+    number at the end of a line is often the one that matters)."""
+    chars = int((FIT_WIDTH - 2 * TITLE_X) / (CHAR_WIDTH * TITLE_SIZE))
+    text = "<br>".join(textwrap.wrap(text, chars)) or text
+    return f"{text}<br>{detail_lines(detail)}" if detail else text
 
 
 def with_caption(fig: go.Figure, text: str, width: int = CAPTION_CHARS) -> go.Figure:
@@ -203,7 +209,8 @@ def _layout(fig: go.Figure, title: str, height: int, detail: str = "", **more) -
         template=TEMPLATE, margin={"l": 55, "r": 10, "t": 45, "b": 45},
         hoverlabel={"font_size": 12}, **more,
     )
-    fig.update_xaxes(title_font_size=AXIS_TITLE_SIZE)
+    # x tick labels a little lower: the first one ("-20") otherwise touches the y axis's "0"
+    fig.update_xaxes(title_font_size=AXIS_TITLE_SIZE, ticklabelstandoff=4)
     fig.update_yaxes(title_font_size=AXIS_TITLE_SIZE)
     return fig
 
@@ -447,7 +454,8 @@ def similarity_heatmap(matrix, excluded: dict[str, str] | None = None,
     fig = go.Figure(go.Heatmap(
         z=matrix.values, x=names, y=names, zmin=-1, zmax=1, colorscale=DIVERGING,
         text=[[fmt(v, 2) for v in row] for row in np.asarray(matrix.values)],
-        texttemplate="%{text}", colorbar={"title": {"text": "cosine"}, "thickness": 12},
+        texttemplate="%{text}", colorbar={"title": {"text": "cosine", "side": "right"},
+                                            "thickness": 12},
         hovertemplate=f"%{{y}} · %{{x}}: %{{z:{HOVER}}}<extra></extra>",
     ))
     spread = matrix.mean_abs_off_diagonal()
@@ -463,8 +471,7 @@ def similarity_heatmap(matrix, excluded: dict[str, str] | None = None,
     if null is not None:
         line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% < "
                 f"{fmt(matrix.null_high, 2)}")
-        title += (f"<br><span style='font-size:{DETAIL_SIZE}px;color:#555'>"
-                  f"{fit(line, DETAIL_SIZE, FIT_WIDTH - 2 * TITLE_X)}</span>")
+        title += f"<br>{detail_lines(line)}"
     _layout(fig, "", 380, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
             xaxis_title="direction")
     fig.update_layout(title_text=title, margin={"l": 100, "b": 80})

@@ -293,8 +293,11 @@ def _shift_table(shift) -> str:
         )
 
     head = "<tr><th>token</th><th>before</th><th>after</th><th>change</th></tr>"
-    return (f"<div style='display:flex;gap:24px'><table><caption>first new token: rose most"
-            f"</caption>{head}{rows(shift.rose, 1)}</table><table><caption>fell most</caption>"
+    # cells never break inside a token or a number; the two tables wrap under each other instead
+    table = "<table style='white-space:nowrap;border-spacing:8px 2px'>"
+    return (f"<div style='display:flex;flex-wrap:wrap;gap:4px 24px'>{table}<caption>first new "
+            f"token: rose most</caption>{head}{rows(shift.rose, 1)}</table>{table}<caption>"
+            "fell most</caption>"
             f"{head}{rows(shift.fell, -1)}</table></div>"
             f"<div style='color:#555'>Probabilities of the first new token without (before) and "
             f"with (after) steering. KL(steered || baseline) = {fmt(shift.kl)} nats: 0 means "

@@ -136,6 +136,11 @@ CONTROL_FAULTS = "(rootSelector) => {" + _COMMON + r"""
       faults.push(`${where(e)}${name(e)}: content ${e.scrollWidth} px wide in a ` +
                   `${e.clientWidth} px box`);
   }
+  // a token or number in a table cell broken over two lines (an inline box with two rects)
+  for (const e of root.querySelectorAll('.reprlab-view td code')) {
+    if (shown(e) && e.getClientRects().length > 1)
+      faults.push(`${where(e)}table cell ${name(e)} breaks over lines`);
+  }
   return faults;
 }"""
 
