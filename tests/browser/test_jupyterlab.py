@@ -341,6 +341,22 @@ def _busy_and_error_show_beside_their_controls(page) -> None:
                            timeout=180_000)
 
 
+def _month_labels_do_not_collide(page) -> list[str]:
+    """Twelve month labels on the 2-D map of a narrow figure: none overlaps another text."""
+    view = _select_tab(page, "Circular features")
+    view.locator("select").first.select_option("months")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.reprlab-view .js-plotly-plot .gtitle')]"
+        ".some(e => e.offsetParent !== null && e.textContent.startsWith('months at layer'))",
+        timeout=240_000)
+    page.wait_for_timeout(300)
+    labels = page.evaluate("""() => [...document.querySelectorAll(
+        '.widget-tab .reprlab-view .js-plotly-plot .annotation-text')]
+        .filter(e => e.getBoundingClientRect().width > 0).map(e => e.textContent)""")
+    assert len(labels) == 12, labels  # one label per month mean, placed as annotations
+    return [f"JupyterLab months map: {f}" for f in page.evaluate(FIGURE_FAULTS, EXPLORER)]
+
+
 def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector(server, page):
     _open(page, f"{server}/lab/tree/00_quickstart.ipynb")
     # The file browser stays open, as `make lab` opens it: the notebook gets what is left.
@@ -363,6 +379,7 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
     shutil.copy(ROOT / "docs" / "img" / "explorer-probe-curves.png",
                 ROOT / "docs" / "img" / "explorer.png")
 
+    faults += _month_labels_do_not_collide(page)
     _busy_and_error_show_beside_their_controls(page)
 
     # PNG made by plotly.js in the browser, downloaded by the browser
