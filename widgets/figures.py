@@ -371,7 +371,8 @@ def similarity_heatmap(matrix, excluded: dict[str, str] | None = None,
     detail = f"{matrix.inner} · {summary}"
     title = title_text("Cosine between directions", detail)
     if null is not None:
-        line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95% < "
+        nb = "\u00a0"  # no line break inside "95% < 0.075"
+        line = (f"{matrix.null_what}: mean |cos| {fmt(null, 2)}, 95%{nb}<{nb}"
                 f"{fmt(matrix.null_high, 2)}")
         title += f"<br>{detail_lines(line)}"
     _layout(fig, "", 380, yaxis={"autorange": "reversed", "title": {"text": "direction"}},
