@@ -213,6 +213,8 @@ def test_summaries_and_status_lines_read_without_float_noise(session):
         assert re.search(r"\bp (=|<|≤) ", text), text
     score = re.search(r"accuracy (\S+) ±", probes.result.summary()).group(1)
     assert re.fullmatch(r"-?\d\.\d\d", score), score
+    title = probes.layer_fig.figure.layout.title.text  # "Layer 2: accuracy 0.50", not "1"
+    assert re.match(r"Layer \d+: accuracy -?\d\.\d\d\b", title), title
 
 
 # -- item 13: no "Loading weights" bar -----------------------------------------------------------

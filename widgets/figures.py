@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from reprlab import CircularAnalysis, ProbeCurve
-from reprlab.numbers import fmt  # the one formatter, re-exported for the views
+from reprlab.numbers import fmt, fmt_score  # the one formatter (fmt re-exported for the views)
 
 from .figure_text import (
     AXIS_TITLE_SIZE,
@@ -241,7 +241,7 @@ def probe_layer_figure(curve: ProbeCurve, layer: int) -> go.Figure:
         fig.update_layout(xaxis_title="held-out p(true class)",
                           yaxis_title="true class", xaxis_range=[0, 1], showlegend=False)
         caption = "Each dot is one example: near 1 means the probe gave its true class."
-    _layout(fig, f"Layer {layer}: {curve.metric} {fmt(score)}", 400)
+    _layout(fig, f"Layer {layer}: {curve.metric} {fmt_score(score)}", 400)
     return with_caption(fig, caption)
 
 
