@@ -20,7 +20,7 @@ import ipywidgets as W
 
 from reprlab.export import write_csv
 
-from .exporting import export_html, has_content, html_of, settings
+from .exporting import export_html
 from .plot import ImageButtons, Plot
 
 #: Dims a view's outputs while they are out of date, with a badge saying why: the view gets
@@ -343,26 +343,11 @@ class View(W.VBox):
             worker.join(timeout)
 
 
-def _visible(widget: W.Widget) -> bool:
-    layout = getattr(widget, "layout", None)
-    return not (layout is not None and (layout.display == "none" or
-                                         layout.visibility == "hidden"))
-
-
 def _descendants(box: W.Widget) -> list[W.Widget]:
     out = []
     for child in getattr(box, "children", ()):
         out += [child, *_descendants(child)]
     return out
-
-
-def _html_of(widget: W.Widget, skip: set) -> str:
-    """What ``widget`` shows, as HTML (see :func:`reprlab.widgets.exporting.html_of`)."""
-    return html_of(widget, skip)
-
-
-_has_content = has_content
-_settings = settings
 
 
 def pick_layer(slider: W.IntSlider, point: dict) -> None:
