@@ -12,6 +12,7 @@ import threading
 import ipywidgets as W
 
 from reprlab import Direction
+from reprlab.numbers import fmt_signed
 from reprlab.steering import Steer
 from reprlab.steering_comparison import SteeringComparison, compare_steering
 
@@ -55,7 +56,7 @@ class SteeringPanel(View):
         # ours takes typed values, and says when and to what it clipped one.
         self.alpha = W.FloatSlider(description="alpha", min=-1.0, max=1.0, step=0.05, value=0.25,
                                    continuous_update=False, readout=False)
-        self.alpha_box = W.Text(value=_signed(self.alpha.value), continuous_update=False,
+        self.alpha_box = W.Text(value=fmt_signed(self.alpha.value), continuous_update=False,
                                 layout=W.Layout(width="70px"))
         self.alpha_note = W.HTML()
         self.max_tokens = W.IntSlider(description="tokens", min=5, max=120, value=30,
@@ -190,7 +191,7 @@ class SteeringPanel(View):
     def _on_alpha_typed(self, change) -> None:
         """A typed alpha: taken when it parses, clipped to the slider's range with a note."""
         typed = str(change["new"]).strip()
-        if typed == _signed(self.alpha.value):
+        if typed == fmt_signed(self.alpha.value):
             return
         try:
             value = float(typed)
@@ -198,22 +199,22 @@ class SteeringPanel(View):
                 raise ValueError
         except ValueError:
             self._say_alpha(f"alpha {typed!r} is not a number: type e.g. 0.5 or -0.25; "
-                            f"alpha stays {_signed(self.alpha.value)}.")
-            self.alpha_box.value = _signed(self.alpha.value)
+                            f"alpha stays {fmt_signed(self.alpha.value)}.")
+            self.alpha_box.value = fmt_signed(self.alpha.value)
             return
         lo, hi = self.alpha.min, self.alpha.max
         clipped = min(max(value, lo), hi)
         note = "" if clipped == value else (
-            f"alpha {fmt(value)} is outside the range {fmt(lo)} to {fmt(hi)}: clipped to "
-            f"{_signed(clipped)}.")
+            f"alpha {typed} is outside the range {fmt(lo)} to {fmt(hi)}: clipped to "
+            f"{fmt_signed(clipped)}.")
         if clipped == self.alpha.value:
-            self.alpha_box.value = _signed(clipped)
+            self.alpha_box.value = fmt_signed(clipped)
         else:
             self.alpha.value = clipped  # regenerates; the box follows in _on_alpha
         self._say_alpha(note)
 
     def _on_alpha(self, change) -> None:
-        self.alpha_box.value = _signed(change["new"])
+        self.alpha_box.value = fmt_signed(change["new"])
         self._say_alpha("")
 
     def _say_alpha(self, text: str) -> None:
@@ -246,10 +247,6 @@ class SteeringPanel(View):
         if self._timer is not None:
             self._timer.cancel()
         super().close()
-
-
-def _signed(alpha: float) -> str:
-    return f"{alpha:+.2f}"
 
 
 def _panel(title: str, tokens, changed=None) -> str:
