@@ -200,6 +200,30 @@ class LocalBackend:
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits[0, -1].float(), new_cache
 
+    # -- the output head -----------------------------------------------------------------
+
+    def logits_at(self, hidden: torch.Tensor, where: Site | int | str) -> torch.Tensor:
+        """What the output head would say from the stream ``hidden`` ``[..., width]`` read at
+        ``where``: logits ``[..., vocab]`` of the final norm (skipped when ``where`` is the
+        final norm itself) and then the LM head module, so a bias or tied weights count.
+
+        Float32 math for a float32 model; a half-precision model's head runs in its own dtype
+        (as the model does) and returns float32. The modules' own ``forward`` is called, so
+        attached edits and reads do not fire: the result is a function of ``hidden`` alone.
+        Autograd follows the caller's mode (a lens that needs gradients keeps them).
+
+        >>> backend.logits_at(h, site(6, 30)).shape     # h: [tokens, 576]   # doctest: +SKIP
+        torch.Size([tokens, 49152])
+        """
+        where = self.site(where)
+        head = self.parts.lm_head
+        dtype = head.weight.dtype
+        h = hidden.to(device=self.device, dtype=dtype)
+        norm = self.parts.final_norm
+        if where.kind != FINAL_NORM and norm is not None:
+            h = norm.forward(h).to(dtype)
+        return head.forward(h).float()
+
     def _cache_kwargs(self, cache) -> dict:
         if cache is None:
             return {}
