@@ -35,6 +35,7 @@ from .geometry import (
     similarity_matrix,
     token_projection,
 )
+from .lens import LensResult, lens
 from .loading import ModelLoadError
 from .model_ref import ModelRef, check_same_model
 from .pair_stats import PairConsistency, RandomPairNull, pair_consistency, random_pair_null
@@ -88,6 +89,7 @@ __all__ = [
     "Direction",
     "DirectionRegistry",
     "Inner",
+    "LensResult",
     "LogitShift",
     "Method",
     "Mode",
@@ -111,6 +113,7 @@ __all__ = [
     "concept_readout",
     "cosine",
     "datasets",
+    "lens",
     "load_cycle",
     "logit_shift",
     "probe_curve",
