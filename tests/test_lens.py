@@ -172,7 +172,7 @@ def test_the_result_pickles_without_the_session_and_rows_have_the_documented_key
 @pytest.mark.integration
 def test_the_lens_on_the_embedded_model_ends_at_its_own_prediction(smol):
     text = ("The quick brown fox jumps over the lazy dog while the farmer watches from the "
-            "old red barn near the river on a sunny afternoon in")
+            "old red barn near the river on a sunny afternoon in late summer, and")  # 30 tokens
     start = time.perf_counter()
     r = lens(smol, [text], k=10)
     seconds = time.perf_counter() - start
