@@ -12,7 +12,7 @@ import torch
 
 import reprlab
 from reprlab import Session
-from reprlab.lens import LensResult, lens
+from reprlab.lenses import LensResult, lens
 from reprlab.model_ref import ModelRef
 
 TEXTS = ["hello world", "a lens on it"]

@@ -35,7 +35,7 @@ from .geometry import (
     similarity_matrix,
     token_projection,
 )
-from .lens import LensResult, lens
+from .lenses import LensResult, lens
 from .loading import ModelLoadError
 from .model_ref import ModelRef, check_same_model
 from .pair_stats import PairConsistency, RandomPairNull, pair_consistency, random_pair_null
