@@ -164,7 +164,8 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
     read = tuple(sorted({*layers, session.n_blocks}))
     chunk = max(1, min(batch_size, budget // (_BUFFERS * 4 * vocab)))
     n_rows = sum(len(keep) for keep in kept)
-    total_steps = len(texts) + -(-n_rows // chunk)
+    step_rows = max(1, chunk // (sum(layer != session.n_blocks for layer in layers) + 1))
+    total_steps = len(texts) + -(-n_rows // step_rows)
     hidden, tokens = [], []
     for i, (text, keep) in enumerate(zip(texts, kept, strict=True)):
         acts = session.token_activations(text, read, copy=False)
@@ -176,7 +177,7 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
     text_index = torch.tensor([i for i, keep in enumerate(kept) for _ in keep])
     position = torch.tensor([p for keep in kept for p in keep])
     per_row_target = None if target_ids is None else target_ids[text_index]
-    parts = _lens_chunks(session, hidden, read, layers, per_row_target, k, chunk,
+    parts = _lens_chunks(session, hidden, read, layers, per_row_target, k, step_rows,
                          progress, len(texts), total_steps)
     names = _token_names(session.tokenizer, parts["top_ids"])
     return LensResult(
@@ -188,39 +189,46 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
         target_prob=parts.get("target_prob"), target_rank=parts.get("target_rank"), lens=lens)
 
 
-def _lens_chunks(session, hidden, read, layers, targets, k, chunk, progress, done,
+def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress, done,
                  total) -> dict:
-    """Top-k, entropy, KL to final and target prob/rank, ``chunk`` rows at a time."""
-    backend = session.backend
+    """Top-k, entropy, KL to final and target prob/rank, ``step_rows`` rows at a time.
+
+    Each step sends those rows at every lens layer through the head in one call (the head reads
+    its whole ``[vocab, width]`` matrix per call, so a call per layer would read it that many
+    times): ``step_rows x (layers + 1)`` distributions are in flight, within the budget.
+    """
+    backend, last = session.backend, session.n_blocks
     rows = hidden.shape[1]
+    before = [layer for layer in layers if layer != last]  # these all get final norm + head
     out: dict[str, list] = {}
-    starts = range(0, rows, chunk)
     with session.lock, torch.inference_mode():
-        for step, start in enumerate(starts, 1):
-            sl = slice(start, start + chunk)
-            final_logp = torch.log_softmax(
-                backend.logits_at(hidden[read.index(session.n_blocks), sl], session.n_blocks),
-                dim=-1)
+        for step, start in enumerate(range(0, rows, step_rows), 1):
+            sl = slice(start, start + step_rows)
+            final_logp = torch.log_softmax(backend.logits_at(hidden[read.index(last), sl], last),
+                                           dim=-1)
+            n = final_logp.shape[0]
+            logp = {last: final_logp}
+            if before:  # one head call for every layer before the final norm
+                stacked = torch.cat([hidden[read.index(layer), sl] for layer in before])
+                for layer, part in zip(before, torch.log_softmax(
+                        backend.logits_at(stacked, before[0]), dim=-1).split(n)):
+                    logp[layer] = part
             final_p = final_logp.exp()
             got: dict[str, list] = {}
             for layer in layers:
-                logp = final_logp if layer == session.n_blocks else torch.log_softmax(
-                    backend.logits_at(hidden[read.index(layer), sl], layer), dim=-1)
-                p = logp.exp()
-                top = torch.topk(logp, k, dim=-1)
+                lp = logp[layer]
+                top = torch.topk(lp, k, dim=-1)
                 got.setdefault("top_ids", []).append(top.indices.cpu())
                 got.setdefault("top_probs", []).append(top.values.exp().cpu())
-                got.setdefault("entropy", []).append(-(p * logp).sum(-1).cpu())
+                got.setdefault("entropy", []).append(-(lp.exp() * lp).sum(-1).cpu())
                 got.setdefault("kl", []).append(
-                    (final_p * (final_logp - logp)).sum(-1).clamp_min(0).cpu())
+                    (final_p * (final_logp - lp)).sum(-1).clamp_min(0).cpu())
                 if targets is not None:
-                    t = targets[sl].to(logp.device)
-                    t_logp = logp.gather(-1, t[:, None])
+                    t_logp = lp.gather(-1, targets[sl].to(lp.device)[:, None])
                     got.setdefault("target_prob", []).append(t_logp[:, 0].exp().cpu())
-                    got.setdefault("target_rank", []).append(
-                        ((logp > t_logp).sum(-1) + 1).cpu())
+                    got.setdefault("target_rank", []).append(((lp > t_logp).sum(-1) + 1).cpu())
             for key, per_layer in got.items():
-                out.setdefault(key, []).append(torch.stack(per_layer))  # [layers, chunk, ...]
+                out.setdefault(key, []).append(torch.stack(per_layer))  # [layers, rows, ...]
             out.setdefault("final_top", []).append(final_logp.argmax(-1).cpu())
             if progress is not None:
                 progress(done + step, total)
