@@ -17,11 +17,13 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from .common import report
 
@@ -129,6 +131,14 @@ def main(argv=None) -> dict:
 
 # Binder gives 2 GB; after the model loads, default_budget() there is half of the ~1.4 GB left.
 BINDER_LIMIT_MB, BINDER_BUDGET = 2000, "700MB"
+BINDER_START = Path(__file__).resolve().parents[1] / "binder" / "start"
+
+
+def binder_env() -> dict[str, str]:
+    """The environment a Binder kernel runs in: the variables ``binder/start`` exports (the
+    malloc arena cap), and Binder's activation budget."""
+    exported = dict(re.findall(r"^export (\w+)=(\S+)$", BINDER_START.read_text(), re.M))
+    return {**exported, "REPRLAB_MEMORY_BUDGET": BINDER_BUDGET}
 CHOICES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select")
 
 
@@ -228,8 +238,8 @@ def views_main(quick: bool = False, child: str | None = None) -> dict:
     for index in [*range(len(TABS)), "explorer"]:
         cmd = [sys.executable, "-m", "bench.memory", "--views", "--child", str(index), *flag]
         env = dict(os.environ)
-        if index == "explorer":  # the walk runs under Binder's budget, as the Binder test does
-            env.setdefault("REPRLAB_MEMORY_BUDGET", BINDER_BUDGET)
+        if index == "explorer":  # the walk runs as on Binder, as the Binder test does
+            env = {**binder_env(), **env}
         out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)  # stderr: progress
         if out.returncode:
             raise RuntimeError(f"{cmd} failed (exit {out.returncode})")

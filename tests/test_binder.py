@@ -35,7 +35,19 @@ def test_binder_environment_installs_and_runs_the_quickstart(tmp_path):
     env.pop("PYTHONPATH", None)
     run(["bash", str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env)
     out = tmp_path / "quickstart-executed.ipynb"
-    run([str(bin_dir / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
+    run(["bash", str(ROOT / "binder" / "start"),  # as Binder launches: start, then the server
+         str(bin_dir / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
          "--ExecutePreprocessor.timeout=600", "--output", str(out),
          str(ROOT / "notebooks" / "00_quickstart.ipynb")], cwd=ROOT / "notebooks", env=env)
     assert '"output_type": "error"' not in out.read_text()
+
+
+def test_binder_start_caps_malloc_arenas_and_runs_its_command():
+    from bench.memory import binder_env
+
+    start = ROOT / "binder" / "start"
+    assert os.access(start, os.X_OK), "binder/start must be executable"
+    assert binder_env()["MALLOC_ARENA_MAX"] == "2"
+    out = run(["bash", str(start), sys.executable, "-c",
+               "import os; print(os.environ['MALLOC_ARENA_MAX'])"])
+    assert out.stdout.strip() == "2"

@@ -1,6 +1,7 @@
 """Every view fits in Binder's 2 GB: the Explorer on the embedded model, every tab opened and
 every choice of every view switched once (UMAP included), in a fresh process with Binder's
-memory budget. Views added to the Explorer later join this test by themselves.
+memory budget and the environment binder/start sets (two malloc arenas). Views added to the
+Explorer later join this test by themselves.
 
 Marked ``binder`` (about two minutes): ``make test`` runs it, the unit tier does not.
 """
@@ -14,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.memory import BINDER_BUDGET, BINDER_LIMIT_MB
+from bench.memory import BINDER_LIMIT_MB, binder_env
 
 pytestmark = pytest.mark.binder
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_view_of_the_explorer_fits_in_binders_memory():
-    env = {**os.environ, "REPRLAB_MEMORY_BUDGET": BINDER_BUDGET}
+    env = {**os.environ, **binder_env()}  # what binder/start exports, and Binder's budget
     result = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--views", "--child", "explorer"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
