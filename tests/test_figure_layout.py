@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 import shutil
 from types import SimpleNamespace
@@ -394,6 +395,23 @@ def test_figure_json_cannot_close_its_script(views, tmp_path):
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
+def _evaluate_in_chromium(path, viewport: dict, ready: str, script: str):
+    """Open ``path`` in headless Chromium at ``viewport``, wait until ``ready`` holds, return
+    what ``script`` evaluates to (skipped without chromium or playwright)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_page(viewport=viewport)
+            page.goto(path.as_uri())
+            page.wait_for_function(ready)
+            return page.evaluate(script)
+        finally:
+            browser.close()
+
+
 MEASURE = """() => {
   const page = document.documentElement.clientWidth;
   return [...document.querySelectorAll('.reprlab-export-plot')].map((gd) => {
@@ -416,23 +434,11 @@ MEASURE = """() => {
 @pytest.mark.browser
 @pytest.mark.parametrize("width", [1024, 700])
 def test_exported_figures_fit_the_page_in_a_browser(views, tmp_path, width):
-    import os
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
     for view in (views.probes, views.concept, views.circle):
         path = view.export_html(tmp_path / f"{type(view).__name__}.html")
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM)
-            try:
-                page = browser.new_page(viewport={"width": width, "height": 800})
-                page.goto(path.as_uri())
-                page.wait_for_function(
-                    "document.querySelectorAll('.reprlab-export-plot .main-svg').length >= 2")
-                plots = page.evaluate(MEASURE)
-            finally:
-                browser.close()
+        plots = _evaluate_in_chromium(
+            path, {"width": width, "height": 800},
+            "document.querySelectorAll('.reprlab-export-plot .main-svg').length >= 2", MEASURE)
         assert len(plots) >= 2
         for i, b in enumerate(plots):
             where = f"{type(view).__name__} figure {i} at {width} px: {b}"
@@ -482,14 +488,10 @@ IMAGE_CHECK = """async () => {
 
 @pytest.mark.browser
 def test_png_and_svg_hold_the_coloured_tokens_in_a_browser(tmp_path):
-    import os
     from importlib.resources import files
 
     from reprlab.widgets.plot import _BUTTONS_ESM
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
     tokens = ("The", " movie", " was", " wonderful", " but", " terrible")
     strip = F.token_html(TokenProjection("".join(tokens), tokens,
                                          np.array([-60.0, 0.1, -0.2, 6.0, 0.3, -5.0]), 8,
@@ -503,16 +505,9 @@ def test_png_and_svg_hold_the_coloured_tokens_in_a_browser(tmp_path):
                  f"{_BUTTONS_ESM}</script></body></html>")
     path = tmp_path / "image.html"
     path.write_text(page_html, "utf-8")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = browser.new_page(viewport={"width": 800, "height": 700})
-            page.goto(path.as_uri())
-            page.wait_for_function(
-                "window.__reprlabImage && document.querySelector('#gd .main-svg')")
-            got = page.evaluate(IMAGE_CHECK)
-        finally:
-            browser.close()
+    got = _evaluate_in_chromium(
+        path, {"width": 800, "height": 700},
+        "window.__reprlabImage && document.querySelector('#gd .main-svg')", IMAGE_CHECK)
     assert got["kinds"] == [False, False, True]          # strip, legend, then the figure
     assert ">wonderful</text>" in got["svg"] and ">movie</text>" in got["svg"]
     assert "stroke-dasharray" in got["svg"]              # the sink's dashed outline

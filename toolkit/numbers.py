@@ -18,17 +18,22 @@ import math
 P_SMALLEST_SHOWN = 0.001
 
 
+def _missing(x) -> str | None:
+    """How a number that is not there reads: "" for None, "n/a" for NaN (None otherwise)."""
+    if x is None:
+        return ""
+    return "n/a" if math.isnan(float(x)) else None
+
+
 def fmt(x, digits: int = 3) -> str:
     """A number for people: ``digits`` significant digits, no float noise.
 
     >>> fmt(0.1599999964237213), fmt(-24.0), fmt(1234.5), fmt(0.000123)
     ('0.16', '-24', '1.23e+03', '0.000123')
     """
-    if x is None:
-        return ""
+    if (missing := _missing(x)) is not None:
+        return missing
     x = float(x)
-    if math.isnan(x):
-        return "n/a"
     if math.isinf(x):
         return "∞" if x > 0 else "-∞"
     text = f"{x:.{digits}g}"
@@ -41,12 +46,9 @@ def fmt_score(x, decimals: int = 2) -> str:
     >>> fmt_score(1.0), fmt_score(0.6), fmt_score(0.5349), fmt_score(-0.0001)
     ('1.00', '0.60', '0.53', '0.00')
     """
-    if x is None:
-        return ""
-    x = float(x)
-    if math.isnan(x):
-        return "n/a"
-    text = f"{x:.{decimals}f}"
+    if (missing := _missing(x)) is not None:
+        return missing
+    text = f"{float(x):.{decimals}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
