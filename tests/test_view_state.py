@@ -247,3 +247,10 @@ def test_the_concept_heatmap_names_a_direction_built_at_another_layer(session):
     text = re.sub("<[^>]+>", " ", f"{title.text} {title.subtitle.text}")
     assert f"'{first}' is at layer" in text and "not compared" in text
     assert "build another" not in text
+
+
+def test_signed_numbers_that_are_missing_read_as_such():
+    from reprlab.numbers import fmt_signed
+
+    assert fmt_signed(float("nan")) == "n/a" and fmt_signed(None) == ""
+    assert fmt_signed(0.123) == "+0.12" and fmt_signed(-0.5) == "-0.50"

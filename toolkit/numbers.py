@@ -59,7 +59,9 @@ def fmt_signed(x, decimals: int = 2) -> str:
     ('+0.12', '-0.50', '0.00')
     """
     text = fmt_score(x, decimals)
-    return text if text.startswith("-") or float(text or 0) == 0 or text == "n/a" else "+" + text
+    if text in ("", "n/a") or text.startswith("-") or float(text) == 0:
+        return text
+    return "+" + text
 
 
 def fmt_p(p, floor: float | None = None) -> str:
