@@ -35,6 +35,7 @@ from .geometry import (
     similarity_matrix,
     token_projection,
 )
+from .lens_readout import LensReadOut, read_out
 from .lenses import LensResult, lens
 from .loading import ModelLoadError
 from .model_ref import ModelRef, check_same_model
@@ -89,6 +90,7 @@ __all__ = [
     "Direction",
     "DirectionRegistry",
     "Inner",
+    "LensReadOut",
     "LensResult",
     "LogitShift",
     "Method",
@@ -114,6 +116,7 @@ __all__ = [
     "cosine",
     "datasets",
     "lens",
+    "read_out",
     "load_cycle",
     "logit_shift",
     "probe_curve",

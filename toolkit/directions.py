@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from . import direction_files, direction_sources, geometry
+from . import direction_files, direction_sources, geometry, lens_readout
 from .checks import as_name
 from .model_ref import FromModel, ModelRef, check_same_model, ref_of
 from .types import Inner, Method
@@ -205,6 +205,15 @@ class Direction(FromModel):
         >>> d.project(s.activations(texts), inner="causal")     # doctest: +SKIP
         """
         return geometry.project_activations(self, acts, inner, layer)
+
+    def read_out(self, session: Session, *, lens: str = "logit", k: int = 10,
+                 **options) -> lens_readout.LensReadOut:
+        """The ``k`` tokens this direction promotes and suppresses through ``lens`` at its
+        layer, beside random directions (see :func:`reprlab.lens_readout.read_out`).
+
+        >>> d.read_out(s, k=5).summary()                                # doctest: +SKIP
+        """
+        return lens_readout.read_out(session, self, lens=lens, k=k, **options)
 
     def save(self, path: str | Path) -> Path:
         """Write this direction to a safetensors file with JSON metadata (no pickle).

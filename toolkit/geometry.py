@@ -128,6 +128,11 @@ class Geometry:
             self._site_norms[where] = float(rows.norm(dim=-1).median())
         return self._site_norms[where]
 
+    def reference_rows(self, layer: int, progress=None) -> torch.Tensor:
+        """The reference activations at ``layer`` ``[texts, width]`` (float32; do not edit)."""
+        self._reference_stats(layer, progress)
+        return self._rows[layer]
+
     def reference_mean(self, layer: int, progress=None) -> torch.Tensor:
         """Mean of the reference activations at ``layer`` (the default projection origin)."""
         return self._reference_stats(layer, progress)[2]

@@ -189,6 +189,18 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
         target_prob=parts.get("target_prob"), target_rank=parts.get("target_rank"), lens=lens)
 
 
+def lens_logits(session: Session, hidden: torch.Tensor, layer: int,
+                lens: str = "logit") -> torch.Tensor:
+    """Float32 logits ``[rows, vocab]`` that ``lens`` reads from ``hidden`` ``[rows, width]``,
+    the stream at hidden state ``layer``.
+
+    >>> lens_logits(s, s.read(["Hi"], [12])[0], 12).shape        # doctest: +SKIP
+    """
+    if lens not in LENSES:
+        raise ValueError(f"lens={lens!r}: only the logit lens exists yet; use lens='logit'")
+    return session.backend.logits_at(hidden, session.site(layer))
+
+
 def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress, done,
                  total) -> dict:
     """Top-k, entropy, KL to final and target prob/rank, ``step_rows`` rows at a time.
@@ -295,4 +307,4 @@ def _token_names(tokenizer, ids: torch.Tensor) -> tuple:
                  for layer in ids.tolist())
 
 
-__all__ = ["LENSES", "LensResult", "lens"]
+__all__ = ["LENSES", "LensResult", "lens", "lens_logits"]
