@@ -86,13 +86,14 @@ class LensReadOut(FromModel):
 
 def read_out(session: Session, direction: Direction, *, lens: str = "logit",
              layer: int | None = None, k: int = 10, alpha: float = 0.5, n_random: int = 32,
-             seed: int = 0) -> LensReadOut:
+             seed: int = 0, progress=None) -> LensReadOut:
     """The ``k`` tokens ``direction`` promotes and suppresses most through ``lens`` at its
     layer (or ``layer``), beside ``n_random`` random directions at the same strength.
 
     ``alpha`` is in typical hidden-state norms at that layer, as in steering: 0.5 adds half
     a typical stream's length. Changes are mean log-probability changes in nats over the
-    reference states; the lens's own edits and the session's steering are not applied.
+    reference states; the session's steering is not applied. ``progress(done, total)``
+    follows the reference texts' reading (the first read-out at a layer).
 
     >>> read_out(s, s.directions["sentiment@14"], k=5).promoted      # doctest: +SKIP
     ((' great', 0.41), ...)
@@ -105,7 +106,7 @@ def read_out(session: Session, direction: Direction, *, lens: str = "logit",
         raise ValueError("alpha=0 adds nothing: pass a strength such as 0.5 (typical norms)")
     geometry = session.geometry
     with session.without_edits():
-        rows = geometry.reference_rows(layer)
+        rows = geometry.reference_rows(layer, progress)
     rows = rows[torch.linspace(0, len(rows) - 1, min(REFERENCE_ROWS, len(rows))).long()]
     step = alpha * geometry.typical_norm(layer)
     unit = residual_vector(session, direction).float().cpu()

@@ -7,8 +7,10 @@
 
 from .circular import CircularMap
 from .explorer import Explorer
+from .lens import LensView
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
 from .steering import SteeringPanel
 
-__all__ = ["CircularMap", "ConceptProjection", "Explorer", "ProbeCurves", "SteeringPanel"]
+__all__ = ["CircularMap", "ConceptProjection", "Explorer", "LensView", "ProbeCurves",
+           "SteeringPanel"]

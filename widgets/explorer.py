@@ -20,20 +20,21 @@ from reprlab.loading import cache_root
 from .base import row
 from .circular import CircularMap
 from .help import Text
+from .lens import LensView
 from .probe_curves import ProbeCurves
 from .projection import ConceptProjection
 from .registry import DirectionManager
 from .steering import SteeringPanel
 
 TABS = (("Probe curves", ProbeCurves), ("Concept directions", ConceptProjection),
-        ("Circular features", CircularMap), ("Steering", SteeringPanel))
+        ("Circular features", CircularMap), ("Steering", SteeringPanel), ("Lens", LensView))
 
 
 class Explorer(W.VBox):
     """The whole product in one cell.
 
     Views are built when their tab is first opened (so opening the Explorer costs one view's
-    work, not four). A probe's "Use as direction" lands in the shared registry, and
+    work, not five). A probe's "Use as direction" lands in the shared registry, and
     "→ Steering" sends it to the steering tab in one click. The model box loads another model
     (HF id, local folder, .gguf); if that fails, the error shows and the current session stays.
     Registered directions are carried over to a new model of the same width (when "keep

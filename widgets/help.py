@@ -59,6 +59,21 @@ HELP = {
     "name": "Name for the new direction (empty: a name is made up).",
     "pairs": "Word pairs, one per line or comma-separated as 'from:to', e.g. 'king:queen, "
              "man:woman'. Each word must be a single token.",
+    "lens_prompt": "A text for the model to read. Each of its tokens is a column of the grid: "
+                   "what every layer would predict as the next token.",
+    "lens": "How a layer's hidden state is turned into a next-token guess. logit: the model's "
+            "own final norm and output layer applied to it (nostalgebraist 2020).",
+    "shade": "What a cell's colour shows: the top token's probability, how far the layer's "
+             "guess is from the model's final answer (KL), how unsure it is (entropy), or "
+             "the probability of your target token.",
+    "target": "One token whose probability and rank are shown at every layer, e.g. ' Paris' "
+              "(a leading space is part of a word token). Several tokens are refused with "
+              "their pieces.",
+    "lens_tokens": "How many tokens to let the model write after the prompt.",
+    "generate": "Let the model continue the prompt; each new token adds a grid column as it "
+                "arrives.",
+    "lens_direction": "A registered direction, shown in words: the tokens it makes more and "
+                      "less likely through this lens at its layer.",
 }
 
 CAPTIONS = {
@@ -73,6 +88,9 @@ CAPTIONS = {
     "steering": "Steering adds alpha x the direction to every token's hidden state at one "
                 "layer while the model writes. Underlined bold tokens differ from the baseline "
                 "(same prompt, same seed).",
+    "lens": "A lens reads each layer's hidden state as if it were the last: which token would "
+            "the model say next from there? Columns are the prompt's tokens, rows the layers; "
+            "the black bar shows where a column's answer becomes the model's final one.",
 }
 
 
@@ -92,6 +110,13 @@ OPTION_HELP = {
     "circle probe": "a linear map trained to put items on a circle, shown on held-out examples",
     "add": "push the hidden state along the direction by alpha",
     "ablate": "remove the direction's component from the hidden state",
+    "logit": "the model's final norm and output layer applied to the layer's stream",
+    "tuned": "a per-layer affine map trained to match the final distribution (Belrose et al.)",
+    "jacobian": "the stream mapped by the average Jacobian of the final layer (Gurnee et al.)",
+    "probability": "the top token's probability (blue = sure)",
+    "KL to final": "KL divergence from the model's final distribution, nats (vermillion = far)",
+    "entropy": "entropy of the layer's guess, nats (vermillion = unsure)",
+    "target": "the probability of the target token you typed (blue = likely)",
 }
 
 
