@@ -26,6 +26,12 @@ from .projection import ConceptProjection
 from .registry import DirectionManager
 from .steering import SteeringPanel
 
+#: Tabs as wide as their titles (ipywidgets gives each 144 px, so five tabs cut the titles
+#: short in JupyterLab at 1024 x 768 with the file browser open).
+TAB_CSS = """<style>
+.reprlab-explorer > .widget-tab > .lm-TabBar .lm-TabBar-tab { flex: 0 1 auto; min-width: 0; }
+</style>"""
+
 TABS = (("Probe curves", ProbeCurves), ("Concept directions", ConceptProjection),
         ("Circular features", CircularMap), ("Steering", SteeringPanel), ("Lens", LensView))
 
@@ -43,6 +49,7 @@ class Explorer(W.VBox):
 
     def __init__(self, session: Session | None = None, *, background: bool = True):
         super().__init__()
+        self.add_class("reprlab-explorer")
         self.background = background
         self.session = session if session is not None else Session.load()
         self.views: dict[int, W.Widget] = {}
@@ -86,6 +93,7 @@ class Explorer(W.VBox):
         for i, (title, _) in enumerate(TABS):
             self.tabs.set_title(i, title)
         self.children = [
+            W.HTML(TAB_CSS, layout=W.Layout(display="none")),
             self.header,
             row(self.model_box, self.load_button, self.reset_button, self.confirm_reset,
                 self.cancel_reset),

@@ -37,7 +37,7 @@ class LensView(View):
         self.generated_from: int | None = None
         self.selected: tuple[int, int] | None = None
         self.prompt = Text(value=prompt, description="prompt", continuous_update=False,
-                           layout=W.Layout(width="100%", max_width="560px"))
+                           layout=W.Layout(width="96%", max_width="560px"))
         self.lens_kind = W.ToggleButtons(options=list(LENSES), value="logit", description="lens",
                                          style={"button_width": "90px"})
         self.shade = W.ToggleButtons(options=list(SHADES), value="probability",

@@ -16,26 +16,28 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from reprlab.few_shot import LabelAccuracy
 from reprlab.lens_readout import LensReadOut
 from reprlab.lenses import LensResult
 from reprlab.numbers import fmt, fmt_p, fmt_signed
 
 from .figure_text import fit, text_width, with_caption
-from .figures import HOVER, MARKER, NEGATIVE, NEUTRAL, POSITIVE, _layout
+from .figures import CONTROL, HOVER, MARKER, NEGATIVE, NEUTRAL, POSITIVE, _band, _layout
 from .figures import readable_token as _readable
 
 Column = tuple[LensResult, int]
 
 #: What a cell can be shaded by: label -> (what the colour bar says, colour scale).
-SHADES = {
-    "probability": ("top-1 probability", [[0.0, NEUTRAL], [1.0, POSITIVE]]),
-    "KL to final": ("KL to final (nats)", [[0.0, NEUTRAL], [1.0, NEGATIVE]]),
-    "entropy": ("entropy (nats)", [[0.0, NEUTRAL], [1.0, NEGATIVE]]),
-    "target": ("target probability", [[0.0, NEUTRAL], [1.0, POSITIVE]]),
+SHADES = {  # label -> (what the title says, the colour bar's title, colour scale)
+    "probability": ("top-1 probability", "p", [[0.0, NEUTRAL], [1.0, POSITIVE]]),
+    "KL to final": ("KL to final (nats)", "nats", [[0.0, NEUTRAL], [1.0, NEGATIVE]]),
+    "entropy": ("entropy (nats)", "nats", [[0.0, NEUTRAL], [1.0, NEGATIVE]]),
+    "target": ("target probability", "p", [[0.0, NEUTRAL], [1.0, POSITIVE]]),
 }
 PLOT_WIDTH = 380   # px of grid the narrowest Explorer (JupyterLab, file browser open) has
 CELL_SIZE = 10     # font size of the cell labels
 ROW_PX = 17        # px per layer row: room for one line of cell text
+TICK_PX = 36       # px a token's tick label needs at least
 COMMIT_COLOR = "#000000"
 
 
@@ -83,7 +85,7 @@ def lens_grid(columns: Sequence[Column], shade: str = "probability",
     ent = np.stack([r.entropy[:, row].numpy() for r, row in columns], axis=1)
     cell = PLOT_WIDTH / n
     labels = [[_cell_label(t, cell) for t in line] for line in top]
-    bar, scale = SHADES[shade]
+    bar, unit, scale = SHADES[shade]
     finite = z[np.isfinite(z)]
     zmax = 1.0 if shade in ("probability", "target") else \
         float(max(finite.max() if finite.size else 1.0, 1e-6))
@@ -96,7 +98,7 @@ def lens_grid(columns: Sequence[Column], shade: str = "probability",
         z=z, x=list(range(n)), y=layers, zmin=0, zmax=zmax, colorscale=scale,
         text=labels, texttemplate="%{text}", textfont={"size": CELL_SIZE},
         customdata=custom, hovertemplate=hover, xgap=1, ygap=1,
-        colorbar={"title": {"text": bar, "side": "right"}, "thickness": 12, "len": 0.8},
+        colorbar={"title": {"text": unit, "side": "top"}, "thickness": 12, "len": 0.8},
     )]
     commits = _commits(columns)
     traces.append(go.Scatter(
@@ -110,22 +112,23 @@ def lens_grid(columns: Sequence[Column], shade: str = "probability",
         shapes.append({"type": "line", "x0": generated_from - 0.5, "x1": generated_from - 0.5,
                        "yref": "paper", "y0": 0, "y1": 1,
                        "line": {"color": MARKER, "width": 2, "dash": "dot"}})
-    step = max(1, math.ceil(n * 46 / PLOT_WIDTH))  # a tick label needs ~46 px
+    step = max(1, math.ceil(n * TICK_PX / PLOT_WIDTH))
     ticks = list(range(0, n, step))
+    tick_px = min(cell * step, 90) - 4
     detail = f"{first.lens} lens · shade: {bar}" + (
         f" · target {first.targets[0]!r}" if shade == "target" and first.targets else "")
     fig = _layout(go.Figure(traces), "What each layer would say next", 110 + ROW_PX * len(layers),
                   detail=detail, shapes=shapes,
                   xaxis={"title": {"text": "token (the lens predicts the next one)"},
-                         "tickvals": ticks, "ticktext": [fit(tokens[i], 10, 44) for i in ticks],
+                         "tickvals": ticks,
+                         "ticktext": [fit(tokens[i], 10, tick_px) for i in ticks],
                          "tickfont": {"size": 10}, "range": [-0.5, n - 0.5]},
                   yaxis={"title": {"text": "hidden state (0 = embeddings)"}, "dtick": 5,
                          "range": [layers[0] - 0.5, layers[-1] + 0.5]})
-    fig.update_layout(margin={"l": 60, "r": 10}, showlegend=True)
-    where = " Right of the dotted line: tokens the model wrote." if generated_from else ""
-    return with_caption(fig, f"Each cell: the token the {first.lens} lens reads from that "
-                        "layer's stream, shaded by " + bar + ". The black bar marks where a "
-                        "column's top token becomes the model's own and stays." + where +
+    fig.update_layout(margin={"l": 78, "r": 10}, showlegend=True)
+    wrote = " Right of the dotted line: the model's own words." if generated_from else ""
+    return with_caption(fig, f"Cell: that layer's top next token, shaded by {bar}. Black bar: "
+                        "from there up the top token is the model's own." + wrote +
                         " Click a cell for its top 10.")
 
 
@@ -198,5 +201,39 @@ def readout_table(r: LensReadOut, shown: int = 8) -> str:
             f"{fmt_signed(r.null_high)}, {fmt_p(r.p_value)}).</div></div>")
 
 
-__all__ = ["SHADES", "lens_grid", "readout_table", "selection_shape", "shade_values",
-           "top_table"]
+CONDITION_COLORS = {"correct": POSITIVE, "flipped": NEGATIVE, "random": CONTROL}
+
+
+def label_accuracy_figure(accuracies: Sequence[LabelAccuracy]) -> go.Figure:
+    """Per-layer label accuracy of one task under each demonstration condition, with bootstrap
+    95% bands and chance: blue correct, vermillion flipped, grey the random-label control."""
+    traces = []
+    for acc in accuracies:
+        x = list(acc.layers)
+        color = CONDITION_COLORS.get(acc.condition, MARKER)
+        mid = acc.accuracy.numpy()
+        traces.append(_band(x, (acc.high.numpy() + acc.low.numpy()) / 2,
+                            (acc.high.numpy() - acc.low.numpy()) / 2, color, acc.condition))
+        traces.append(go.Scatter(
+            x=x, y=mid.tolist(), mode="lines+markers", name=f"{acc.condition} labels",
+            line={"color": color, "width": 2.5 if acc.condition != "random" else 1.5,
+                  "dash": "dot" if acc.condition == "random" else "solid"},
+            marker={"size": 5},
+            hovertemplate=f"layer %{{x}}: accuracy %{{y:{HOVER}}}<extra>{acc.condition}</extra>"))
+    first = accuracies[0]
+    traces.append(go.Scatter(x=[first.layers[0], first.layers[-1]], y=[0.5, 0.5], mode="lines",
+                             name="chance", line={"color": "#222", "dash": "dash", "width": 1},
+                             hoverinfo="skip"))
+    fig = _layout(go.Figure(traces), f"Few-shot {first.task}: the label read per layer", 430,
+                  detail=f"{first.lens} lens · {first.correct.shape[1]} held-apart queries, 95% "
+                         "bootstrap bands",
+                  xaxis_title="hidden state (0 = embeddings)", yaxis_title="label accuracy",
+                  yaxis={"range": [0, 1]})
+    return with_caption(fig, "Which label token the lens ranks higher at the query's last "
+                        "token, per layer. Blue: demonstrations labelled correctly; "
+                        "vermillion: every label flipped; grey dotted: random labels (the "
+                        "control).")
+
+
+__all__ = ["CONDITION_COLORS", "SHADES", "label_accuracy_figure", "lens_grid", "readout_table",
+           "selection_shape", "shade_values", "top_table"]

@@ -38,7 +38,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PROJECTOR = {"width": 1024, "height": 768}
 EXPLORER = ".jp-OutputArea-output:has(.widget-tab)"  # the first display of the Explorer
-TABS = ("Probe curves", "Concept directions", "Circular features", "Steering")
+TABS = ("Probe curves", "Concept directions", "Circular features", "Steering", "Lens")
 LONG_TEXT = ("The movie was wonderful at the start, with a warm story, clever dialogue and a "
              "cast that clearly enjoyed every scene, but the second half dragged on and on, the "
              "plot fell apart, the jokes went flat, and by the terrible ending most of the "
@@ -73,6 +73,26 @@ CLIPPED = """() => [...document.querySelectorAll(`.reprlab-view, .reprlab-view .
 
 # Page position of the probe curve's point at a layer (the first visible per-layer curve drawn
 # with markers).
+# Page position of the lens grid's cell (column, layer), scrolled to the middle of the window,
+# and the top token the figure labels it with (its hover data), in the visible view.
+LENS_CELL = """([column, layer]) => {
+    const gd = [...document.querySelectorAll('.reprlab-view .js-plotly-plot')]
+        .find((e) => e.offsetParent !== null);
+    const heat = gd._fullData.find((t) => t.type === 'heatmap');
+    const L = gd._fullLayout;
+    const y = () => gd.getBoundingClientRect().top + L._size.t + L.yaxis.l2p(layer);
+    let box = gd.parentElement;  // the notebook's scrolling panel
+    while (box && !(box.scrollHeight > box.clientHeight + 1 &&
+                    /(auto|scroll)/.test(getComputedStyle(box).overflowY))) {
+        box = box.parentElement;
+    }
+    if (box) box.scrollTop += y() - window.innerHeight / 2;
+    const row = Array.from(heat.y).indexOf(layer);
+    return {x: gd.getBoundingClientRect().left + L._size.l + L.xaxis.l2p(column), y: y(),
+            token: heat.customdata[row][column][0], columns: heat.x.length,
+            ticks: [...gd.querySelectorAll('.xtick text')].map((e) => e.textContent)};
+}"""
+
 CURVE_POINT = """(layer) => {
     const gd = [...document.querySelectorAll('.reprlab-view .js-plotly-plot')]
         .find((e) => e.offsetParent !== null);
@@ -246,7 +266,12 @@ def _explorer_faults(page, front_end: str, slug: str) -> list[str]:
 
 
 def _wait_for_tab(page, title: str) -> None:
-    if title == "Steering":
+    if title == "Lens":
+        page.wait_for_function(
+            "[...document.querySelectorAll('.reprlab-view')].some("
+            "v => v.offsetParent && v.innerText.includes('lens,') && "
+            "v.querySelector('.js-plotly-plot .heatmaplayer'))", timeout=240_000)
+    elif title == "Steering":
         page.wait_for_function(
             "[...document.querySelectorAll('.reprlab-view')].some("
             "v => v.offsetParent && /\\d+ of \\d+ tokens differ/.test(v.innerText))",
@@ -341,6 +366,34 @@ def _busy_and_error_show_beside_their_controls(page) -> None:
                            timeout=180_000)
 
 
+def _lens_prompt_and_cell(page) -> list[str]:
+    """Type a prompt in the Lens tab, click a grid cell, see that cell's top-10 table headed by
+    the token the cell shows; the layout of the new grid and table is measured too."""
+    view = _select_tab(page, "Lens")
+    prompt = view.locator("input[type='text']").first
+    prompt.fill("The Eiffel Tower is in the city of")
+    prompt.press("Enter")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.reprlab-view')].some(v => v.offsetParent && "
+        "v.innerText.includes(\"after ' of'\"))", timeout=120_000)
+    page.wait_for_timeout(300)
+    cell = page.evaluate(LENS_CELL, [3, 20])
+    assert cell["columns"] == 9 and any("city" in t for t in cell["ticks"]), cell
+    page.mouse.click(cell["x"], cell["y"])
+    page.wait_for_function(
+        "[...document.querySelectorAll('.reprlab-lens-cell')].some(e => e.offsetParent && "
+        "e.innerText.startsWith('Layer 20, after'))", timeout=30_000)
+    table = page.evaluate("""() => { const e = [...document.querySelectorAll(
+        '.reprlab-lens-cell')].find((e) => e.offsetParent);
+        return {head: e.querySelector('b').innerText,
+                rows: [...e.querySelectorAll('tr')].slice(1).map((r) => r.innerText)}; }""")
+    assert len(table["rows"]) == 10, table
+    assert table["rows"][0].split("\t")[1] == cell["token"], (table, cell)
+    assert "Tower" in table["head"], table  # column 3 of the prompt: " Tower"
+    _screenshot(page, "jupyterlab-lens-cell.png")
+    return [f"JupyterLab lens after a click: {f}" for f in _explorer_faults(page, "", "")]
+
+
 def _month_labels_do_not_collide(page) -> list[str]:
     """Twelve month labels on the 2-D map of a narrow figure: none overlaps another text."""
     view = _select_tab(page, "Circular features")
@@ -380,6 +433,7 @@ def test_quickstart_in_jupyterlab_survives_reload_and_every_tab_fits_a_projector
                 ROOT / "docs" / "img" / "explorer.png")
 
     faults += _month_labels_do_not_collide(page)
+    faults += _lens_prompt_and_cell(page)
     _busy_and_error_show_beside_their_controls(page)
 
     # PNG made by plotly.js in the browser, downloaded by the browser
