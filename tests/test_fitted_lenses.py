@@ -63,7 +63,8 @@ def _block_output_jacobian(s, text, layer):
         model.model.norm = norm
 
 
-def test_the_exact_jacobian_lens_is_the_mean_of_exact_jacobians_over_the_same_positions(s):
+def test_the_exact_jacobian_lens_is_the_mean_of_exact_jacobians_over_the_same_positions(s,
+                                                                                       cache):
     fitted = fit_jacobian_lens(s, TEXTS, heldout=HELD, skip=SKIP, dtype=None, dim_batch=24,
                                save=False)
     for layer in (0, 2, 3):
@@ -76,6 +77,7 @@ def test_the_exact_jacobian_lens_is_the_mean_of_exact_jacobians_over_the_same_po
         assert torch.allclose(fitted.weight[layer], total / sources, atol=1e-4), layer
     assert torch.equal(fitted.bias, torch.zeros_like(fitted.bias))
     assert fitted.meta["source_positions"] == sources
+    assert not list(cache.rglob("*.safetensors"))  # save=False writes nothing
 
 
 def test_the_jacobian_of_the_last_block_output_with_itself_is_the_identity(s):
