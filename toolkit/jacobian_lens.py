@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 
 def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
-                      heldout: float | Sequence[str] = 0.2, n_texts: int = 10,
-                      tokens: int = 128, skip: int = 16, dims_per_prompt: int | None = None,
+                      heldout: float | Sequence[str] = 0.2, n_texts: int = 40,
+                      max_prompts: int | None = 8, tokens: int = 128, skip: int = 16,
+                      dims_per_prompt: int | None = None,
                       dim_batch: int = 32, dtype: torch.dtype | None = torch.bfloat16,
                       seed: int = 0, save: bool = True,
                       progress: ProgressFn | None = None) -> FittedLens:
@@ -44,7 +45,9 @@ def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
     where ``lens(session, texts, lens="jacobian")`` finds it.
 
     ``texts`` (each cut to ``tokens`` tokens): default ``n_texts`` texts the model writes
-    itself; ``heldout`` (a fraction or texts) is held apart for ``meta["heldout_kl"]``.
+    itself (the tuned lens's corpus and split); ``heldout`` (a fraction or texts) is held
+    apart for ``meta["heldout_kl"]``, and at most ``max_prompts`` of the rest (None = all)
+    are fitted on (each costs ``width / dim_batch`` backward passes).
     ``dims_per_prompt=None`` is the exact reference estimator (every output row from every
     prompt); an int ``m`` estimates a rotating subset of ``m`` output rows per prompt, so each
     row is averaged over a stratified ``m / width`` of the prompts (the same expectation,
@@ -53,8 +56,9 @@ def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
     ``progress(done, total)`` is called after every backward pass; if it raises (or on
     KeyboardInterrupt) the fit stops and nothing is saved.
 
-    Defaults for the embedded model on 2 CPU cores: 8 fit + 2 held-out texts of 128 tokens,
-    exact, bfloat16, 32 cotangents per backward (18 backward passes per prompt).
+    Defaults for the embedded model on 2 CPU cores: 8 prompts of 128 tokens (the same 8
+    held-out texts as the tuned lens), exact, bfloat16, 32 cotangents per backward (18
+    backward passes per prompt).
 
     >>> fit_jacobian_lens(s, dims_per_prompt=144, n_texts=40)        # doctest: +SKIP
     """
@@ -71,7 +75,7 @@ def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
     if not prompts:
         raise ValueError(f"no fit text has more than skip={skip} tokens: pass longer texts")
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))
-    prompts = [prompts[i] for i in order.tolist()]
+    prompts = [prompts[i] for i in order.tolist()][:max_prompts]
     groups = _row_groups(d, dims_per_prompt, len(prompts), seed)
     sources = [session.site(x) for x in range(n)]
     out = session.site(f"blocks.{n - 1}.resid_post")
@@ -103,7 +107,8 @@ def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
              "texts_seconds": round(generated - start, 1), "seed": seed,
              "settings": {"skip": skip, "dims_per_prompt": dims_per_prompt,
                           "dim_batch": dim_batch, "dtype": str(dtype), "tokens": tokens,
-                          "n_texts": n_texts, "backward_passes": passes,
+                          "n_texts": n_texts, "max_prompts": max_prompts,
+                          "backward_passes": passes,
                           "texts": "model's own" if texts is None else "given"}}
     return finish_fit(session, "jacobian", J, torch.zeros(n, d), held, skip=skip,
                       facts=facts, save=save, progress=stage(progress, 900, 1000))

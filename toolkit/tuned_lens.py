@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def fit_tuned_lens(session: Session, texts: Sequence[str] | None = None, *,
                    heldout: float | Sequence[str] = 0.2, n_texts: int = 40, tokens: int = 128,
-                   steps: int = 250, batch_tokens: int = 24, lr: float = 2e-3, skip: int = 16,
+                   steps: int = 250, batch_tokens: int = 24, lr: float = 1e-3, skip: int = 16,
                    dtype: torch.dtype | None = torch.bfloat16, seed: int = 0,
                    save: bool = True, progress: ProgressFn | None = None) -> FittedLens:
     """Fit the tuned lens of every hidden state ``0..n-1`` and (``save``) cache it for this
