@@ -48,6 +48,9 @@ FIT_MINUTES = {"tuned": 8, "jacobian": 9}
 _FIT_CALL = {"tuned": "fit_tuned_lens", "jacobian": "fit_jacobian_lens"}
 
 
+_LOADED: dict[str, tuple[tuple[int, int], FittedLens]] = {}  # path -> (mtime, size), lens
+
+
 class LensNotFitted(FileNotFoundError):
     """No fitted lens of that kind is cached for this model yet."""
 
@@ -146,8 +149,12 @@ def load_lens(session: Session, kind_or_path: str | Path) -> FittedLens:
         if not path.is_file():
             raise FileNotFoundError(f"no lens file at {path}: fit one with "
                                     "reprlab.fit_tuned_lens(session) and save it there")
-    fitted = read_lens(path)
+    stat = path.stat()
+    key, seen = str(path.resolve()), (stat.st_mtime_ns, stat.st_size)
+    hit = _LOADED.get(key)
+    fitted = hit[1] if hit is not None and hit[0] == seen else read_lens(path)
     check_fits(fitted, session, path)
+    _LOADED[key] = (seen, fitted)  # a lens view redraws without reading 40 MB again
     return fitted
 
 
