@@ -234,3 +234,19 @@ def test_both_fits_run_on_the_embedded_model(smol, cache):
         assert len(fitted.heldout_kl()["logit"]) == 30
     r = lens(smol, held, lens=j, positions=[-1])
     assert r.lens == "jacobian" and r.top_ids.shape[:2] == (31, 1)
+
+
+def test_heldout_kl_is_the_lens_views_kl_averaged_over_tokens_past_skip(s):
+    from reprlab.lens_corpus import heldout_kl
+
+    fitted = _quick_tuned(s, save=False)
+    got = heldout_kl(s, HELD, {"logit": None, "tuned": fitted}, skip=SKIP, rows_per_call=3)
+    for name, which in (("logit", "logit"), ("tuned", fitted)):
+        kls = [lens(s, [t], lens=which, layers=list(range(s.n_blocks)), k=1,
+                    positions=list(range(SKIP, len(s.tokenizer(t)["input_ids"])))).kl_to_final
+               for t in HELD]
+        expected = torch.cat(kls, 1).double().mean(1)
+        assert torch.allclose(torch.tensor(got[name], dtype=torch.float64), expected,
+                              atol=1e-4), name
+    assert fitted.meta["heldout_kl"]["tuned"] == heldout_kl(s, HELD, {"t": fitted},
+                                                              skip=SKIP)["t"]
