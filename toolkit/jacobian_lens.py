@@ -11,7 +11,7 @@ pass. By causality the gradient at source position ``p`` is the sum over targets
 (attention sinks) are neither sources nor targets. ``J`` at the last block's output is the
 identity.
 
->>> fitted = fit_jacobian_lens(s)                   # about 9 min on 2 cores  # doctest: +SKIP
+>>> fitted = fit_jacobian_lens(s)                  # about 10 min on 2 cores  # doctest: +SKIP
 >>> lens(s, ["The capital of France is"], lens="jacobian").summary()  # doctest: +SKIP
 """
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
                       heldout: float | Sequence[str] = 0.2, n_texts: int = 40,
-                      max_prompts: int | None = 8, tokens: int = 128, skip: int = 16,
+                      max_prompts: int | None = 4, tokens: int = 128, skip: int = 16,
                       dims_per_prompt: int | None = None,
                       dim_batch: int = 32, dtype: torch.dtype | None = torch.bfloat16,
                       seed: int = 0, save: bool = True,
@@ -56,9 +56,14 @@ def fit_jacobian_lens(session: Session, texts: Sequence[str] | None = None, *,
     ``progress(done, total)`` is called after every backward pass; if it raises (or on
     KeyboardInterrupt) the fit stops and nothing is saved.
 
-    Defaults for the embedded model on 2 CPU cores: 8 prompts of 128 tokens (the same 8
+    Defaults for the embedded model on 2 CPU cores: 4 prompts of 128 tokens (the same 8
     held-out texts as the tuned lens), exact, bfloat16, 32 cotangents per backward (18
-    backward passes per prompt).
+    backward passes per prompt). Measured once with 2 prompts, on 2 cores shared with two
+    other jobs (one torch thread): 271 s for 36 passes, so about 9 min for the default 4;
+    already below the logit lens's held-out KL at every layer (0.63 vs 1.43 nats at hidden
+    state 29, 9.3 vs 16.0 at 15), above the tuned lens's. bfloat16 vs float32 on one prompt:
+    half the time per cotangent (0.10 vs 0.20 s), rows within 2.4% (hidden state 0) to 0.2%
+    (29) relative error.
 
     >>> fit_jacobian_lens(s, dims_per_prompt=144, n_texts=40)        # doctest: +SKIP
     """

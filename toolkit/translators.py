@@ -44,7 +44,7 @@ KINDS = ("tuned", "jacobian")
 FORMAT = "reprlab.lens/1"
 #: Rough fit time of each kind with its defaults on the embedded model on 2 CPU cores
 #: (measured; said in the error a lens view shows before a fit exists).
-FIT_MINUTES = {"tuned": 8, "jacobian": 9}
+FIT_MINUTES = {"tuned": 10, "jacobian": 10}
 _FIT_CALL = {"tuned": "fit_tuned_lens", "jacobian": "fit_jacobian_lens"}
 
 

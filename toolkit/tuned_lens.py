@@ -7,7 +7,7 @@ sends a random batch of token rows at every layer through the final norm and the
 call, the head matmul in bfloat16 by default (the head, ``[vocab, width]``, is nearly all the
 cost), with the model's own distribution in float32 as the target.
 
->>> fitted = fit_tuned_lens(s)                       # about 8 min on 2 cores  # doctest: +SKIP
+>>> fitted = fit_tuned_lens(s)                      # about 10 min on 2 cores  # doctest: +SKIP
 >>> lens(s, ["The capital of France is"], lens="tuned").summary()   # doctest: +SKIP
 """
 
@@ -46,7 +46,10 @@ def fit_tuned_lens(session: Session, texts: Sequence[str] | None = None, *,
     the fit stops and nothing is saved.
 
     Defaults chosen for the embedded model on 2 CPU cores: 32 fit + 8 held-out texts of
-    128 tokens, 250 steps x 24 rows x 30 layers (about 8 min with text generation).
+    128 tokens (2,884 fit rows), 250 steps x 24 rows x 30 layers. Measured once, on 2 cores
+    shared with two other jobs: 516 s to read the states and train, plus 234 s generating
+    the 40 texts (cached, shared with the J-lens); held-out KL below the logit lens's at
+    every layer (0.58 vs 1.43 nats at hidden state 29, 3.8 vs 16.0 at 15).
 
     >>> fit_tuned_lens(s, progress=lambda d, t: print(d, t))       # doctest: +SKIP
     """
