@@ -226,9 +226,8 @@ def test_both_fits_run_on_the_embedded_model(smol, cache):
     texts = ["The history of the city begins with a small port on the river, where traders "
              "from the north and the south met every spring to sell wool, salt and timber."]
     held = ["Every morning the baker opens the shop at six and sells bread to the workers."]
-    j = fit_jacobian_lens(smol, texts, heldout=held, dims_per_prompt=smol.width, save=False,
-                          tokens=24)
-    t = fit_tuned_lens(smol, texts, heldout=held, steps=3, batch_tokens=4, save=False)
+    j = fit_jacobian_lens(smol, texts, heldout=held, save=False, tokens=20, dim_batch=96)
+    t = fit_tuned_lens(smol, texts, heldout=held, steps=2, batch_tokens=4, save=False)
     for fitted in (j, t):
         assert fitted.weight.shape == (30, 576, 576) and torch.isfinite(fitted.weight).all()
         assert len(fitted.heldout_kl()["logit"]) == 30
