@@ -122,8 +122,8 @@ def test_bad_inputs_get_errors_that_say_what_to_do(s):
         lens(s, ["long enough", "ab"], positions=[0, 5])
     with pytest.raises(ValueError, match="position -3 is past"):
         lens(s, ["ab"], positions=[-3])
-    with pytest.raises(ValueError, match="only the logit lens exists yet.*tuned.*planned"):
-        lens(s, TEXTS, lens="tuned")
+    with pytest.raises(ValueError, match="lens='tunned': one of 'logit', 'tuned', 'jacobian'"):
+        lens(s, TEXTS, lens="tunned")
     with pytest.raises(ValueError, match="layer 9 out of range"):
         lens(s, TEXTS, layers=[9])
 

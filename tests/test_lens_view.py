@@ -137,3 +137,47 @@ def test_every_lens_control_has_help(session):
     for control in (v.prompt, v.lens_kind, v.shade, v.target, v.new_tokens,
                     v.generate_button, v.direction):
         assert control.tooltip and len(control.tooltip) > 20
+
+
+# -- fitted lenses: the Fit button --------------------------------------------------------------
+
+TEXTS = [f"sentence {i} says something about the number {i * 7} and more" for i in range(6)]
+QUICK = {"texts": TEXTS[:4], "heldout": TEXTS[4:], "steps": 5, "batch_tokens": 8, "skip": 2}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRLAB_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_a_lens_without_a_fit_offers_the_fit_button_and_shows_the_lens_once_fitted(session, cache):
+    v = LensView(session, prompt="hello world", background=False, fit_options=QUICK)
+    logit = v.result
+    v.lens_kind.value = "tuned"
+    assert v.fit_button.layout.display == "" and "Fit tuned lens" in v.fit_button.description
+    assert "No tuned lens is fitted" in plain(v.status) and v.result is logit  # nothing lost
+    v.fit_button.click()
+    assert v.fit_button.layout.display == "none" and v.result.lens == "tuned"
+    assert list(cache.glob("lenses/*/tuned.safetensors"))
+    expected = lens(session, ["hello world"], lens="tuned")
+    assert torch.allclose(torch.tensor(v.grid.data[0].z, dtype=torch.float32),
+                          expected.top_probs[:, :, 0], atol=1e-6)
+    v.lens_kind.value = "logit"
+    assert v.result is logit  # from the cache
+
+
+def test_cancelling_a_fit_saves_nothing_and_says_so(session, cache):
+    v = LensView(session, prompt="hello world", background=True,
+                 fit_options={**QUICK, "steps": 100_000})
+    v.wait()
+    v.lens_kind.value = "tuned"
+    v.fit_button.click()
+    deadline = time.time() + 60
+    while not v.busy and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    v.fit_button.click()  # "Cancel fit"
+    v.wait()
+    assert "cancelled" in plain(v.status) and not list(cache.glob("lenses/*/*.safetensors"))
+    assert "Fit tuned lens" in v.fit_button.description and not v.busy

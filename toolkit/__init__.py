@@ -35,6 +35,7 @@ from .geometry import (
     similarity_matrix,
     token_projection,
 )
+from .jacobian_lens import fit_jacobian_lens
 from .lens_readout import LensReadOut, read_out
 from .lenses import LensResult, lens
 from .loading import ModelLoadError
@@ -47,6 +48,8 @@ from .sites import Site
 from .steer_eval import SteeringEffect, TextJudge, fit_judge, steering_effect
 from .steering import AlphaSweep, LogitShift, Steer, Token, alpha_sweep, logit_shift, token_diff
 from .steering_comparison import SteeringComparison, compare_steering
+from .translators import FittedLens, LensNotFitted, load_lens
+from .tuned_lens import fit_tuned_lens
 from .types import ApplyTo, CircularMethod, Inner, Method, Mode, Task
 from .version import __version__ as __version__
 
@@ -89,7 +92,9 @@ __all__ = [
     "ConceptReadout",
     "Direction",
     "DirectionRegistry",
+    "FittedLens",
     "Inner",
+    "LensNotFitted",
     "LensReadOut",
     "LensResult",
     "LogitShift",
@@ -115,9 +120,12 @@ __all__ = [
     "concept_readout",
     "cosine",
     "datasets",
+    "fit_jacobian_lens",
+    "fit_tuned_lens",
     "lens",
     "read_out",
     "load_cycle",
+    "load_lens",
     "logit_shift",
     "probe_curve",
     "project_texts",

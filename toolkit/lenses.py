@@ -4,7 +4,12 @@ Each token's hidden state at each layer goes through the final norm and the LM h
 (:meth:`Backend.logits_at <reprlab.backends.LocalBackend.logits_at>`); of each distribution
 only its top-k tokens, entropy, KL from the model's own distribution and the probability and
 rank of a target token are kept, in chunks of rows so the full ``[layers, tokens, vocab]``
-tensor never exists. Tuned and Jacobian lenses are planned.
+tensor never exists.
+
+The tuned and Jacobian lenses (``lens="tuned"``/``"jacobian"``, or a
+:class:`~reprlab.translators.FittedLens`) first translate the stream at each layer into the
+last block's output space with the fitted affine map, then apply the final norm and the head.
+At hidden state ``n`` (after the final norm) every lens is the model's own distribution.
 
 >>> r = lens(session, ["The capital of France is"], positions=[-1], targets=["Paris"])
 ... # doctest: +SKIP
@@ -26,12 +31,12 @@ from .model_ref import FromModel, ModelRef
 from .numbers import fmt
 from .store import parse_bytes
 from .tokens import readable_token, word_token_ids
+from .translators import FittedLens, check_fits, load_lens
 
 if TYPE_CHECKING:
     from .session import Session
 
-LENSES = ("logit",)
-PLANNED = ("tuned", "jacobian")
+LENSES = ("logit", "tuned", "jacobian")
 MAX_BYTES = 256 * 2**20
 _BUFFERS = 4  # float32 [rows, vocab] tensors alive at once per chunk (final, logits, log-p, p)
 
@@ -133,12 +138,12 @@ class LensResult(FromModel):
                 f"k={self.top_ids.shape[-1]}, model={self.model!r})")
 
 
-def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
+def lens(session: Session, texts: Sequence[str], *, lens: str | FittedLens = "logit",
          layers: int | Sequence[int] | None = None, positions: Sequence[int] | None = None,
          targets: Sequence[str] | None = None, k: int = 10, batch_size: int = 256,
          progress: Callable[[int, int], None] | None = None,
          max_bytes: int | str = MAX_BYTES) -> LensResult:
-    """The logit lens of every token of ``texts`` (or the token indices ``positions``,
+    """The lens (logit by default) of every token of ``texts`` (or the token indices ``positions``,
     negative allowed, of each text) at ``layers`` (None = all hidden states).
 
     ``targets``: one token string per text, whose probability and rank are kept (a target
@@ -147,12 +152,15 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
     "64MB") would be exceeded by the distributions held meanwhile. ``progress(done, total)``
     counts texts read, then chunks.
 
+    ``lens``: ``"logit"``, ``"tuned"`` or ``"jacobian"`` (the fit cached for this model, see
+    :func:`~reprlab.fit_tuned_lens`), or a :class:`~reprlab.translators.FittedLens`.
+
     >>> lens(s, ["The capital of France is"], positions=[-1], targets=["Paris"], k=5)
     ... # doctest: +SKIP
+    >>> lens(s, ["The capital of France is"], lens="tuned")         # doctest: +SKIP
     """
-    if lens not in LENSES:
-        raise ValueError(f"lens={lens!r}: only the logit lens exists yet ({', '.join(PLANNED)} "
-                         f"lenses are planned); use lens='logit'")
+    fitted = _fitted(session, lens)
+    kind = fitted.kind if fitted is not None else "logit"
     texts = validate_texts(texts)
     layers = session.check_layers(layers)
     vocab = session.backend.unembedding.shape[0]
@@ -166,19 +174,12 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
     n_rows = sum(len(keep) for keep in kept)
     step_rows = max(1, chunk // (sum(layer != session.n_blocks for layer in layers) + 1))
     total_steps = len(texts) + -(-n_rows // step_rows)
-    hidden, tokens = [], []
-    for i, (text, keep) in enumerate(zip(texts, kept, strict=True)):
-        acts = session.token_activations(text, read, copy=False)
-        hidden.append(acts.values[:, keep].float())
-        tokens.append(tuple(acts.tokens[p] for p in keep))
-        if progress is not None:
-            progress(i + 1, total_steps)
-    hidden = torch.cat(hidden, dim=1)  # [read layers, rows, width]
+    hidden, tokens = _read_rows(session, texts, kept, read, progress, total_steps)
     text_index = torch.tensor([i for i, keep in enumerate(kept) for _ in keep])
     position = torch.tensor([p for keep in kept for p in keep])
     per_row_target = None if target_ids is None else target_ids[text_index]
     parts = _lens_chunks(session, hidden, read, layers, per_row_target, k, step_rows,
-                         progress, len(texts), total_steps)
+                         progress, len(texts), total_steps, fitted)
     names = _token_names(session.tokenizer, parts["top_ids"])
     return LensResult(
         source=session.ref, layers=layers, texts=tuple(texts), tokens=tuple(tokens),
@@ -186,32 +187,76 @@ def lens(session: Session, texts: Sequence[str], *, lens: str = "logit",
         top_ids=parts["top_ids"], top_probs=parts["top_probs"], top_tokens=names,
         entropy=parts["entropy"], kl_to_final=parts["kl"], final_top_ids=parts["final_top"],
         targets=None if targets is None else tuple(targets),
-        target_prob=parts.get("target_prob"), target_rank=parts.get("target_rank"), lens=lens)
+        target_prob=parts.get("target_prob"), target_rank=parts.get("target_rank"), lens=kind)
+
+
+def _read_rows(session, texts, kept, read, progress, total) -> tuple[torch.Tensor, list]:
+    """The streams ``[read layers, rows, width]`` at the kept positions, with their tokens.
+
+    One position per text is read in batched forwards that keep only that row (a few-shot
+    prompt's last token: no per-token activations of the whole prompt are cached); otherwise
+    each text's every token is read once (cached) and the kept ones taken.
+    """
+    if all(len(keep) == 1 for keep in kept):
+        def report(done, n):
+            if progress is not None:
+                progress(round(done / max(n, 1) * len(texts)), total)
+
+        acts = session.activations(texts, layers=read, at=[keep[0] for keep in kept],
+                                   progress=report, copy=False)
+        return acts.values.float(), [(token,) for token in acts.tokens]
+    hidden, tokens = [], []
+    for i, (text, keep) in enumerate(zip(texts, kept, strict=True)):
+        acts = session.token_activations(text, read, copy=False)
+        hidden.append(acts.values[:, keep].float())
+        tokens.append(tuple(acts.tokens[p] for p in keep))
+        if progress is not None:
+            progress(i + 1, total)
+    return torch.cat(hidden, dim=1), tokens
+
+
+def _fitted(session, which) -> FittedLens | None:
+    """The fitted lens ``which`` names (None for the logit lens), checked against the model."""
+    if isinstance(which, FittedLens):
+        check_fits(which, session)
+        return which
+    if not isinstance(which, str) or which not in LENSES:
+        raise ValueError(f"lens={which!r:.60}: one of {', '.join(map(repr, LENSES))} or a "
+                         "FittedLens")
+    return None if which == "logit" else load_lens(session, which)
 
 
 def lens_logits(session: Session, hidden: torch.Tensor, layer: int,
-                lens: str = "logit") -> torch.Tensor:
+                lens: str | FittedLens = "logit") -> torch.Tensor:
     """Float32 logits ``[rows, vocab]`` that ``lens`` reads from ``hidden`` ``[rows, width]``,
     the stream at hidden state ``layer``.
 
     >>> lens_logits(s, s.read(["Hi"], [12])[0], 12).shape        # doctest: +SKIP
     """
-    if lens not in LENSES:
-        raise ValueError(f"lens={lens!r}: only the logit lens exists yet; use lens='logit'")
-    return session.backend.logits_at(hidden, session.site(layer))
+    fitted = _fitted(session, lens)
+    if fitted is None or layer == session.n_blocks:  # after the final norm every lens is the head
+        return session.backend.logits_at(hidden, session.site(layer))
+    last_block = session.site(f"blocks.{session.n_blocks - 1}.resid_post")
+    return session.backend.logits_at(fitted.apply(hidden, layer), last_block)
 
 
 def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress, done,
-                 total) -> dict:
+                 total, fitted=None) -> dict:
     """Top-k, entropy, KL to final and target prob/rank, ``step_rows`` rows at a time.
 
     Each step sends those rows at every lens layer through the head in one call (the head reads
     its whole ``[vocab, width]`` matrix per call, so a call per layer would read it that many
     times): ``step_rows x (layers + 1)`` distributions are in flight, within the budget.
+    A ``fitted`` lens translates each layer's rows before they are stacked.
     """
     backend, last = session.backend, session.n_blocks
     rows = hidden.shape[1]
     before = [layer for layer in layers if layer != last]  # these all get final norm + head
+    where = session.site(f"blocks.{last - 1}.resid_post") if fitted else (before or [0])[0]
+
+    def rows_at(layer, sl):
+        rows = hidden[read.index(layer), sl]
+        return fitted.apply(rows, layer) if fitted is not None else rows
     out: dict[str, list] = {}
     with session.lock, torch.inference_mode():
         for step, start in enumerate(range(0, rows, step_rows), 1):
@@ -221,9 +266,9 @@ def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress,
             n = final_logp.shape[0]
             logp = {last: final_logp}
             if before:  # one head call for every layer before the final norm
-                stacked = torch.cat([hidden[read.index(layer), sl] for layer in before])
+                stacked = torch.cat([rows_at(layer, sl) for layer in before])
                 for layer, part in zip(before, torch.log_softmax(
-                        backend.logits_at(stacked, before[0]), dim=-1).split(n)):
+                        backend.logits_at(stacked, where), dim=-1).split(n)):
                     logp[layer] = part
             final_p = final_logp.exp()
             got: dict[str, list] = {}

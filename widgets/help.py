@@ -62,7 +62,8 @@ HELP = {
     "lens_prompt": "A text for the model to read. Each of its tokens is a column of the grid: "
                    "what every layer would predict as the next token.",
     "lens": "How a layer's hidden state is turned into a next-token guess. logit: the model's "
-            "own final norm and output layer applied to it (nostalgebraist 2020).",
+            "own final norm and output layer applied to it (nostalgebraist 2020); tuned and "
+            "jacobian first map it with a per-layer matrix fitted for this model.",
     "shade": "What a cell's colour shows: the top token's probability, how far the layer's "
              "guess is from the model's final answer (KL), how unsure it is (entropy), or "
              "the probability of your target token.",
@@ -70,6 +71,8 @@ HELP = {
               "(a leading space is part of a word token). Several tokens are refused with "
               "their pieces.",
     "lens_tokens": "How many tokens to let the model write after the prompt.",
+    "fit": "Train the selected lens for this model once (minutes; it is cached on disk); "
+           "press again to cancel, which saves nothing.",
     "generate": "Let the model continue the prompt; each new token adds a grid column as it "
                 "arrives.",
     "lens_direction": "A registered direction, shown in words: the tokens it makes more and "

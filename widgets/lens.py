@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from reprlab.jacobian_lens import fit_jacobian_lens
 from reprlab.lens_readout import read_out
 from reprlab.lenses import LENSES, lens
+from reprlab.translators import lens_path
+from reprlab.tuned_lens import fit_tuned_lens
 
 from .base import View, row
 from .help import Dropdown, Text, caption, explain
@@ -16,6 +19,8 @@ from .lens_figures import SHADES, Column, lens_grid, readout_table, top_table
 from .plot import Plot
 
 DEFAULT_PROMPT = "The capital of France is"
+FITS = {"tuned": fit_tuned_lens, "jacobian": fit_jacobian_lens}
+FIT_MINUTES = {"tuned": 10, "jacobian": 10}  # measured on 2 shared CPU cores (see the fits)
 NO_DIRECTION = "(none)"
 
 
@@ -29,8 +34,10 @@ class LensView(View):
     suppresses through the same lens, beside random directions.
     """
 
-    def __init__(self, session, prompt: str = DEFAULT_PROMPT, *, background: bool = True):
+    def __init__(self, session, prompt: str = DEFAULT_PROMPT, *, background: bool = True,
+                 fit_options: dict | None = None):
         super().__init__(session, background=background)
+        self.fit_options = dict(fit_options or {})  # passed on to fit_tuned/jacobian_lens
         self.results: dict[tuple, object] = {}   # (text, lens, target) -> LensResult
         self.readouts: dict[tuple, object] = {}  # (direction, lens) -> LensReadOut
         self.columns: list[Column] = []
@@ -40,6 +47,9 @@ class LensView(View):
                            layout=W.Layout(width="96%", max_width="560px"))
         self.lens_kind = W.ToggleButtons(options=list(LENSES), value="logit", description="lens",
                                          style={"button_width": "90px"})
+        self.fit_button = W.Button(description="Fit", icon="cogs", button_style="info",
+                                   layout=W.Layout(width="auto", min_width="150px",
+                                                   display="none"))
         self.shade = W.ToggleButtons(options=list(SHADES), value="probability",
                                      description="shade", style={"button_width": "100px"})
         self.target = Text(value="", placeholder=" Paris", description="target",
@@ -53,7 +63,7 @@ class LensView(View):
         for control, key in ((self.prompt, "lens_prompt"), (self.lens_kind, "lens"),
                              (self.shade, "shade"), (self.target, "target"),
                              (self.new_tokens, "lens_tokens"),
-                             (self.generate_button, "generate"),
+                             (self.generate_button, "generate"), (self.fit_button, "fit"),
                              (self.direction, "lens_direction")):
             explain(control, key)
         self.grid = Plot(height=640)
@@ -65,7 +75,7 @@ class LensView(View):
         self.children = [
             caption("lens"),
             self.prompt,
-            row(self.lens_kind, self.target),
+            row(self.lens_kind, self.fit_button, self.target),
             row(self.shade),
             row(self.new_tokens, self.generate_button, self.direction),
             self.notice,
@@ -79,6 +89,7 @@ class LensView(View):
         self.target.observe(lambda _: self.compute(), "value")
         self.shade.observe(lambda _: self.render(), "value")
         self.generate_button.on_click(lambda _: self.generate())
+        self.fit_button.on_click(lambda _: self.fit())
         self.direction.observe(lambda _: self.compute(), "value")
         self.follow_registry()
         self.on_registry("init", None)
@@ -94,6 +105,10 @@ class LensView(View):
         if not prompt.strip():
             self.show_error(ValueError("the prompt is empty: type a text for the model to read"))
             return
+        if kind in FITS and not lens_path(self.session, kind).exists():
+            self._offer_fit(kind)
+            return
+        self.fit_button.layout.display = "none"
         key = (prompt, kind, self.target.value if target else "")
         name = self.direction.value
         word_key = None if name in (None, NO_DIRECTION) else (name, kind)
@@ -112,6 +127,29 @@ class LensView(View):
 
         self.submit(work, lambda _: self._show(key, word_key),
                     busy="Reading every layer of the prompt through the lens…")
+
+    def fit(self) -> None:
+        """Fit the selected lens for this model (minutes; progress below), then show it; a
+        second press cancels, and a cancelled fit saves nothing."""
+        kind = self.lens_kind.value
+        if self.fit_button.description.startswith("Cancel"):
+            with self._lock:
+                self._request += 1  # the fit's next progress call stops it
+            self.show_current()
+            self.progress.layout.visibility = "hidden"
+            self._offer_fit(kind, note="Fit cancelled; nothing was saved. ")
+            return
+        self.fit_button.description, self.fit_button.icon = "Cancel fit", "stop"
+
+        def work(progress):
+            return FITS[kind](self.session, progress=progress, **self.fit_options)
+
+        def render(fitted):
+            self.fit_button.layout.display = "none"
+            self.compute()
+
+        self.submit(work, render, busy=f"Fitting the {kind} lens (about {FIT_MINUTES[kind]} min "
+                                       "on 2 CPU cores; press Cancel fit to stop)…")
 
     def generate(self) -> None:
         """Let the model continue the prompt, adding one grid column per new token."""
@@ -192,6 +230,13 @@ class LensView(View):
             self._use(result)
         else:
             self.render()
+
+    def _offer_fit(self, kind: str, note: str = "") -> None:
+        self.fit_button.description, self.fit_button.icon = f"Fit {kind} lens", "cogs"
+        self.fit_button.layout.display = ""
+        self.show_info(f"{note}No {kind} lens is fitted for {self.session.name} yet: press "
+                       f"'Fit {kind} lens' (about {FIT_MINUTES[kind]} min on 2 CPU cores, "
+                       "once; it is cached) or pick the logit lens.")
 
     def _use(self, result) -> None:
         self.result = result

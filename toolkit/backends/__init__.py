@@ -11,7 +11,7 @@ other backends, never as changes to the analyses or the views.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -46,7 +46,14 @@ class Backend(Protocol):
     def next_logits(self, ids: torch.Tensor, cache: Any = None, *,
                     edits: Mapping[Site, EditFn] | None = None) -> tuple[torch.Tensor, Any]: ...
 
-    def logits_at(self, hidden: torch.Tensor, where: Site | int | str) -> torch.Tensor: ...
+    def batch_next_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
+                          cache: Any = None) -> tuple[torch.Tensor, Any]: ...
+
+    def streams_with_graph(self, ids: torch.Tensor, sites: Sequence[Site | int | str], *,
+                           dtype: torch.dtype | None = None) -> dict[Site, torch.Tensor]: ...
+
+    def logits_at(self, hidden: torch.Tensor, where: Site | int | str, *,
+                  dtype: torch.dtype | None = None) -> torch.Tensor: ...
 
     def hook_count(self) -> int: ...
 

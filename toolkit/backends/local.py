@@ -189,6 +189,41 @@ class LocalBackend:
             except StopForward:
                 return None
 
+    def streams_with_graph(self, ids: torch.Tensor, sites, *, dtype: torch.dtype | None = None,
+                           ) -> dict[Site, torch.Tensor]:
+        """The streams at ``sites`` of one forward over ``ids`` (stopped after the deepest),
+        with their autograd graph kept: ``torch.autograd.grad(later, earlier, ...)`` then
+        flows through the blocks in between (the Jacobian lens).
+
+        The embeddings stream is made a leaf that requires grad and no parameter requires
+        grad during the pass (flags restored after), so no weight gradient is ever built;
+        edits attached to the model pass through. ``dtype`` (e.g. ``torch.bfloat16``) runs
+        the pass under autocast: matmuls in that dtype, the residual stream in float32.
+
+        >>> h = backend.streams_with_graph(ids, [site(3, 30), site(12, 30)])  # doctest: +SKIP
+        """
+        wanted = sorted({self.site(s) for s in sites})
+        got: dict[Site, torch.Tensor] = {}
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype is not None
+                    else nullcontext())
+
+        def leaf(hidden):
+            return hidden.detach().requires_grad_(True)
+
+        def reader(where):
+            return lambda hidden: got.__setitem__(where, hidden)
+
+        with ExitStack() as stack:
+            stack.callback(self._attach(self.site(EMBEDDINGS), leaf).remove)
+            for p in trainable:
+                p.requires_grad_(False)
+                stack.callback(p.requires_grad_, True)
+            with self.edits_paused(), autocast:
+                self.run(ids, reads={w: reader(w) for w in wanted}, stop_after=wanted[-1],
+                         grad=True)
+        return {w: got[w] for w in wanted}
+
     def next_logits(self, ids: torch.Tensor, cache: Any = None, *,
                     edits: Mapping[Site, EditFn] | None = None,
                     ) -> tuple[torch.Tensor, Any]:
@@ -200,9 +235,24 @@ class LocalBackend:
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits[0, -1].float(), new_cache
 
+    def batch_next_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
+                          cache: Any = None) -> tuple[torch.Tensor, Any]:
+        """One generation step of a left-padded batch: float32 logits ``[batch, vocab]`` of
+        the token after each row and the updated KV cache (``mask`` covers the cached tokens
+        and ``ids``; ``pos`` the positions of ``ids``). No edits are attached.
+
+        >>> logits, cache = backend.batch_next_logits(ids, mask, pos)   # doctest: +SKIP
+        """
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                             use_cache=True, logits_to_keep=1, **self._cache_kwargs(cache))
+        new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        return out.logits[:, -1].float(), new_cache
+
     # -- the output head -----------------------------------------------------------------
 
-    def logits_at(self, hidden: torch.Tensor, where: Site | int | str) -> torch.Tensor:
+    def logits_at(self, hidden: torch.Tensor, where: Site | int | str, *,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
         """What the output head would say from the stream ``hidden`` ``[..., width]`` read at
         ``where``: logits ``[..., vocab]`` of the final norm (skipped when ``where`` is the
         final norm itself) and then the LM head module, so a bias or tied weights count.
@@ -211,18 +261,22 @@ class LocalBackend:
         (as the model does) and returns float32. The modules' own ``forward`` is called, so
         attached edits and reads do not fire: the result is a function of ``hidden`` alone.
         Autograd follows the caller's mode (a lens that needs gradients keeps them).
+        ``dtype`` (e.g. ``torch.bfloat16``) runs the head under autocast in that dtype (for
+        training a lens: the head matmul is most of its cost).
 
         >>> backend.logits_at(h, site(6, 30)).shape     # h: [tokens, 576]   # doctest: +SKIP
         torch.Size([tokens, 49152])
         """
         where = self.site(where)
         head = self.parts.lm_head
-        dtype = head.weight.dtype
-        h = hidden.to(device=self.device, dtype=dtype)
+        own = head.weight.dtype
+        h = hidden.to(device=self.device, dtype=own)
         norm = self.parts.final_norm
-        if where.kind != FINAL_NORM and norm is not None:
-            h = norm.forward(h).to(dtype)
-        return head.forward(h).float()
+        with (torch.autocast(self.device.type, dtype=dtype) if dtype is not None
+              else nullcontext()):
+            if where.kind != FINAL_NORM and norm is not None:
+                h = norm.forward(h).to(own)
+            return head.forward(h).float()
 
     def _cache_kwargs(self, cache) -> dict:
         if cache is None:
