@@ -20,9 +20,10 @@ prompts in the same length-sorted batches of ``--batch-size``:
 The peers' padded positions are dropped before the head, and their head runs in chunks of
 ``rows x 31`` distributions, with as many rows per call as ``reprlab.lens`` uses by default (256
 distributions, 48 MB of logits on the embedded model), so nobody holds ``31 x tokens x vocab``
-at once. Times are medians of interleaved repeats (the order rotates each repeat) after a
-warm-up on the first batch. Peak memory of reprlab's lens is measured as ``bench.memory`` does:
-in a fresh process, VmHWM and sampled RssAnon.
+at once. Times are medians over repeats of each contender's total over the batches, after a
+warm-up on the first batch; within a repeat each batch runs every contender back to back, in
+an order that rotates from batch to batch. Peak memory of reprlab's lens is measured as
+``bench.memory`` does: in a fresh process, VmHWM and sampled RssAnon.
 """
 
 from __future__ import annotations
@@ -158,11 +159,6 @@ def nnsight_contender(session: Session, batches: list[Batch], k: int) -> Contend
     return run
 
 
-def run_all_batches(contender: Contender, n_batches: int) -> Outputs:
-    parts = [contender(b) for b in range(n_batches)]
-    return {key: torch.cat([p[key] for p in parts], dim=1) for key in KEYS}
-
-
 def agreement(theirs: Outputs, ours: Outputs) -> dict[str, float]:
     return {
         "max |top-k prob diff|": float((theirs["top_probs"] - ours["top_probs"]).abs().max()),
@@ -254,30 +250,44 @@ def main(argv=None) -> dict:
 
     names = list(contenders)
     load_before = os.getloadavg()[0]
-    times: dict[str, list[float]] = {name: [] for name in names}
-    outputs: dict[str, Outputs] = {}
+    # Each batch runs every contender back to back, in an order that rotates from batch to
+    # batch, so a change of load on a shared machine reaches them all alike.
+    times = {name: [[0.0] * len(batches) for _ in range(args.repeats)] for name in names}
+    parts: dict[str, list[Outputs]] = {name: [] for name in names}  # the last repeat's
+    turn = 0
     for rep in range(args.repeats):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
-            session.cache.clear()  # reprlab's lens must run its forward passes each time
-            start = time.perf_counter()
-            outputs[name] = run_all_batches(contenders[name], len(batches))
-            times[name].append(time.perf_counter() - start)
-            print(f"repeat {rep + 1}: {name} {times[name][-1]:.1f} s", file=sys.stderr)
+        for b in range(len(batches)):
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                session.cache.clear()  # reprlab's lens must run its forward passes each time
+                start = time.perf_counter()
+                out = contenders[name](b)
+                times[name][rep][b] = time.perf_counter() - start
+                if rep == args.repeats - 1:
+                    parts[name].append(out)
+            turn += 1
+            print(f"repeat {rep + 1} batch {b + 1}: " + ", ".join(
+                f"{name} {times[name][rep][b]:.1f} s" for name in names), file=sys.stderr)
     session.cache.clear()
-    median = {name: statistics.median(t) for name, t in times.items()}
+    outputs = {name: {key: torch.cat([o[key] for o in outs], dim=1) for key in KEYS}
+               for name, outs in parts.items()}
+    totals = {name: [sum(run) for run in runs] for name, runs in times.items()}
+    median = {name: statistics.median(t) for name, t in totals.items()}
     for name in names:
-        results[f"{name} s (median; runs: {', '.join(f'{t:.1f}' for t in times[name])})"] = \
-            median[name]
+        results[f"{name} s (median of {args.repeats}: "
+                f"{', '.join(f'{t:.1f}' for t in totals[name])})"] = median[name]
     for name in names[1:]:
         target = " (target >= 1.5)" if name == "TransformerLens" else ""
         results[f"ratio reprlab vs {name} speed{target}"] = median[name] / median["reprlab"]
+        results[f"ratio reprlab vs {name}, median over repeats x batches"] = statistics.median(
+            theirs / ours for run, our_run in zip(times[name], times["reprlab"], strict=True)
+            for theirs, ours in zip(run, our_run, strict=True))
     for name in names[1:]:
         for key, value in agreement(outputs[name], outputs["reprlab"]).items():
             target = " (target <= 1e-4)" if key in ("max |top-k prob diff|", "max |KL diff|") \
                 else ""
             results[f"{name} {key} vs reprlab{target}"] = value
     results["largest KL(final || layer) nats"] = float(outputs["reprlab"]["kl"].max())
-    results["repeats (interleaved, after a warm-up)"] = args.repeats
+    results["repeats (interleaved by batch, after a warm-up)"] = args.repeats
     results["load average (1 min) before / after the timing, on "
             f"{os.cpu_count()} cores"] = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     if not args.no_memory:
