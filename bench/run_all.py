@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from . import extract, memory, peers, probes, steering, widgets
+from . import extract, lens, memory, peers, probes, steering, widgets
 from .common import best_of, shown
 
 
@@ -26,7 +26,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def peer_versions() -> str:
-    """Installed versions of the tools bench/peers.py compares against."""
+    """Installed versions of the tools bench/peers.py and bench/lens.py compare against."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
@@ -55,6 +55,7 @@ def main(argv=None) -> Path:
     sections = {
         "Activation extraction vs plain transformers": extract.main(flag),
         "Activation extraction vs TransformerLens and nnsight": peers.main(flag),
+        "Logit lens vs TransformerLens and nnsight": lens.main(flag),
         "Probe curves vs a scikit-learn loop": probes.main(flag),
         "Steered vs plain generation": steering.main(flag),
         "Memory of extracting all layers, float32 vs float16 storage": memory.main(flag),
