@@ -236,8 +236,16 @@ def lens_logits(session: Session, hidden: torch.Tensor, layer: int,
     fitted = _fitted(session, lens)
     if fitted is None or layer == session.n_blocks:  # after the final norm every lens is the head
         return session.backend.logits_at(hidden, session.site(layer))
-    last_block = session.site(f"blocks.{session.n_blocks - 1}.resid_post")
-    return session.backend.logits_at(fitted.apply(hidden, layer), last_block)
+    return session.backend.logits_at(fitted.apply(hidden, layer), _head_site(session, fitted,
+                                                                             layer))
+
+
+def _head_site(session, fitted: FittedLens | None, layer: int):
+    """Where the head reads a lens's rows of hidden state ``layer`` (before the final norm):
+    the layer's own site for the logit lens, the last block's output for a fitted lens (its
+    map lands there). Either way the final norm is applied."""
+    return session.site(f"blocks.{session.n_blocks - 1}.resid_post") if fitted is not None \
+        else session.site(layer)
 
 
 def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress, done,
@@ -252,7 +260,7 @@ def _lens_chunks(session, hidden, read, layers, targets, k, step_rows, progress,
     backend, last = session.backend, session.n_blocks
     rows = hidden.shape[1]
     before = [layer for layer in layers if layer != last]  # these all get final norm + head
-    where = session.site(f"blocks.{last - 1}.resid_post") if fitted else (before or [0])[0]
+    where = _head_site(session, fitted, (before or [0])[0])
 
     def rows_at(layer, sl):
         rows = hidden[read.index(layer), sl]

@@ -202,9 +202,11 @@ class LensView(View):
     def rows(self) -> list[dict]:
         """One dict per layer x grid column (see :meth:`LensResult.rows`), with the column
         index and whether the model wrote that token."""
-        out = []
+        out, rows_of = [], {}
         for c, (result, r) in enumerate(self.columns):
-            for entry in result.rows():
+            if id(result) not in rows_of:  # the prompt's columns share one result
+                rows_of[id(result)] = result.rows()
+            for entry in rows_of[id(result)]:
                 if entry["position"] == int(result.position[r]) and \
                         entry["text_index"] == int(result.text_index[r]):
                     generated = self.generated_from is not None and c >= self.generated_from
