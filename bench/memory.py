@@ -143,9 +143,14 @@ CHOICES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select")
 
 
 def settle(view, timeout: float = 300) -> None:
-    """Wait until ``view`` has no background work left (work may submit further work)."""
+    """Wait until ``view`` has no background work left (work may submit further work, and a
+    debounce timer, like the steering view's, may be about to start some)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        timer = getattr(view, "_timer", None)
+        if timer is not None and timer.is_alive():
+            timer.join(max(deadline - time.monotonic(), 0.01))
+            continue
         worker = view._worker
         if worker is None or not worker.is_alive():
             if view._worker is worker:
@@ -193,6 +198,8 @@ def exercise_explorer(explorer, log=print) -> dict[str, float]:
             log(f"{key}: peak {peaks[key]:.0f} MB")
             if getattr(view, "last_error", None) is not error:
                 errors.append(f"{key}: {view.last_error!r}")
+    for view in explorer.views.values():  # nothing may still run when the process exits
+        settle(view)
     if errors:
         raise RuntimeError("views showed errors: " + "; ".join(errors))
     return peaks
