@@ -117,7 +117,7 @@ def heldout_kl(session: Session, texts: Sequence[str],
     >>> heldout_kl(s, held, {"tuned": fitted, "logit": None})["logit"][:2]  # doctest: +SKIP
     """
     n, backend = session.n_blocks, session.backend
-    sites = tuple(session.site(x) for x in [*range(n), f"blocks.{n - 1}.resid_post"])
+    sites = lens_sites(session)
     totals = {name: torch.zeros(n, dtype=torch.float64) for name in lenses}
     count = 0
     texts = validate_texts(texts)
@@ -140,6 +140,13 @@ def heldout_kl(session: Session, texts: Sequence[str],
             progress(i + 1, len(texts))
     return {name: [round(float(x), 5) for x in total / max(count, 1)]
             for name, total in totals.items()}
+
+
+def lens_sites(session: Session) -> tuple:
+    """What a lens fit reads: hidden states ``0..n-1`` and the last block's output (before
+    the final norm), where every fitted lens maps to."""
+    n = session.n_blocks
+    return tuple(session.site(x) for x in [*range(n), f"blocks.{n - 1}.resid_post"])
 
 
 def _first_row(n_tokens: int, skip: int) -> int:

@@ -21,7 +21,7 @@ import torch
 
 from .activations import extract_tokens
 from .checks import as_int
-from .lens_corpus import ProgressFn, finish_fit, stage, texts_for_fit
+from .lens_corpus import ProgressFn, finish_fit, lens_sites, stage, texts_for_fit
 from .translators import FittedLens
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ def fit_tuned_lens(session: Session, texts: Sequence[str] | None = None, *,
 def _hidden_states(session, texts, skip, progress) -> torch.Tensor:
     """Hidden states ``0..n-1`` and the last block's output ``[n + 1, rows, width]`` of the
     token positions ``>= skip`` of every text (one forward each, edits paused)."""
-    n = session.n_blocks
-    sites = tuple(session.site(x) for x in [*range(n), f"blocks.{n - 1}.resid_post"])
+    sites = lens_sites(session)
     parts = []
     with session.without_edits():
         for i, text in enumerate(texts):
